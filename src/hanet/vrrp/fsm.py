@@ -1,0 +1,294 @@
+"""The VRRP state machine of RFC 5798 §6.4 (and RFC 3768 §6.4 for v2), with no I/O.
+
+The caller passes events with the current time and gets back the actions to carry out. Time is
+a float in seconds from any monotonic clock. The machine keeps two deadlines (the Adver_Timer
+and the Master_Down_Timer); the caller sleeps until ``next_deadline()`` and then hands in a
+``Timeout``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Final
+
+from hanet.vrrp.codec import IPAddress
+
+
+class State(IntEnum):
+    INITIALIZE = 0
+    BACKUP = 1
+    MASTER = 2
+
+
+# RFC 5798 §6.4: every state change the protocol allows. Anything else is a bug, and the
+# state setter refuses it.
+ALLOWED_TRANSITIONS: Final[frozenset[tuple[State, State]]] = frozenset(
+    {
+        (State.INITIALIZE, State.BACKUP),
+        (State.INITIALIZE, State.MASTER),
+        (State.BACKUP, State.MASTER),
+        (State.MASTER, State.BACKUP),
+        (State.BACKUP, State.INITIALIZE),
+        (State.MASTER, State.INITIALIZE),
+    }
+)
+
+
+class TransitionError(RuntimeError):
+    """A state change that ALLOWED_TRANSITIONS does not hold."""
+
+
+@dataclass(frozen=True)
+class Params:
+    """What the protocol needs to know about one virtual router (RFC 5798 §6.1)."""
+
+    vrid: int
+    priority: int
+    primary_address: IPAddress
+    advert_int_cs: int = 100
+    version: int = 3
+    preempt: bool = True
+    preempt_delay: float = 0.0
+    accept_mode: bool = False
+    lower_prio_no_advert: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.vrid <= 255:
+            raise ValueError(f"vrid {self.vrid} is outside 1..255")
+        if not 1 <= self.priority <= 255:
+            raise ValueError(f"priority {self.priority} is outside 1..255")
+        if self.version not in (2, 3):
+            raise ValueError(f"version {self.version} is not 2 or 3")
+        if not 1 <= self.advert_int_cs <= 4095:
+            raise ValueError(f"advert interval {self.advert_int_cs} cs is outside 1..4095")
+        if self.version == 2 and self.advert_int_cs % 100:
+            raise ValueError("a v2 advert interval is whole seconds")
+        if self.preempt_delay < 0:
+            raise ValueError("preempt_delay is negative")
+
+    @property
+    def is_owner(self) -> bool:
+        """Priority 255 marks the address owner (RFC 5798 §5.2.4)."""
+        return self.priority == 255
+
+
+# Events ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Startup:
+    pass
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    pass
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """A deadline from next_deadline() has passed."""
+
+
+@dataclass(frozen=True)
+class AdvertReceived:
+    """An advert for this VRID that already passed the receive checks of §7.1."""
+
+    priority: int
+    advert_int_cs: int
+    source: IPAddress
+
+
+Event = Startup | Shutdown | Timeout | AdvertReceived
+
+
+# Actions --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendAdvert:
+    priority: int
+
+
+@dataclass(frozen=True)
+class TakeAddresses:
+    """Add the virtual addresses and announce them (gratuitous ARP / unsolicited NA)."""
+
+    accept_mode: bool
+
+
+@dataclass(frozen=True)
+class ReleaseAddresses:
+    pass
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    old: State
+    new: State
+    reason: str
+
+
+Action = SendAdvert | TakeAddresses | ReleaseAddresses | StateChanged
+
+
+@dataclass
+class VrrpMachine:
+    """One virtual router's protocol state."""
+
+    params: Params
+    _state: State = field(default=State.INITIALIZE, init=False)
+    master_adver_interval_cs: int = field(default=0, init=False)
+    adver_deadline: float | None = field(default=None, init=False)
+    master_down_deadline: float | None = field(default=None, init=False)
+    preempt_not_before: float | None = field(default=None, init=False)
+    master_address: IPAddress | None = field(default=None, init=False)
+    master_priority: int | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.master_adver_interval_cs = self.params.advert_int_cs
+
+    # State -------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    def _move(self, new: State, reason: str) -> StateChanged:
+        old = self._state
+        if (old, new) not in ALLOWED_TRANSITIONS:
+            raise TransitionError(f"{old.name} -> {new.name} is not a VRRP transition")
+        self._state = new
+        return StateChanged(old, new, reason)
+
+    # Timers (RFC 5798 §6.1, RFC 3768 §6.1) ----------------------------------------------
+
+    @property
+    def skew_time(self) -> float:
+        """Seconds; v2 ignores the interval, v3 scales with Master_Adver_Interval."""
+        weight = (256 - self.params.priority) / 256
+        if self.params.version == 2:
+            return weight
+        return weight * self.master_adver_interval_cs / 100
+
+    @property
+    def master_down_interval(self) -> float:
+        return 3 * self.master_adver_interval_cs / 100 + self.skew_time
+
+    @property
+    def advert_interval(self) -> float:
+        return self.params.advert_int_cs / 100
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for d in (self.adver_deadline, self.master_down_deadline) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    # Event dispatch ------------------------------------------------------------------------
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        """Apply one event; events that mean nothing in the current state are dropped."""
+        if isinstance(event, Startup):
+            return self._startup(now) if self._state is State.INITIALIZE else []
+        if self._state is State.INITIALIZE:
+            return []
+        if isinstance(event, Shutdown):
+            return self._shutdown()
+        if isinstance(event, Timeout):
+            return self._timeout(now)
+        if self._state is State.BACKUP:
+            return self._backup_advert(event, now)
+        return self._master_advert(event, now)
+
+    # Initialize (§6.4.1) -------------------------------------------------------------------
+
+    def _startup(self, now: float) -> list[Action]:
+        if self.params.preempt_delay:
+            self.preempt_not_before = now + self.params.preempt_delay
+        if self.params.is_owner:
+            return self._become_master(now, "address owner (priority 255) starts as master")
+        self.master_adver_interval_cs = self.params.advert_int_cs
+        self.master_down_deadline = now + self.master_down_interval
+        return [self._move(State.BACKUP, "startup")]
+
+    def _shutdown(self) -> list[Action]:
+        actions: list[Action] = []
+        if self._state is State.MASTER:
+            # §6.4.3: a stopping master sends priority 0 so a backup takes over after skew.
+            actions += [SendAdvert(0), ReleaseAddresses()]
+        self.adver_deadline = self.master_down_deadline = None
+        actions.append(self._move(State.INITIALIZE, "shutdown"))
+        return actions
+
+    def _timeout(self, now: float) -> list[Action]:
+        if self._state is State.BACKUP:
+            if self.master_down_deadline is not None and now >= self.master_down_deadline:
+                return self._become_master(now, "master down timer expired")
+            return []
+        if self.adver_deadline is not None and now >= self.adver_deadline:
+            self.adver_deadline = now + self.advert_interval
+            return [SendAdvert(self.params.priority)]
+        return []
+
+    def _become_master(self, now: float, reason: str) -> list[Action]:
+        self.master_down_deadline = None
+        self.adver_deadline = now + self.advert_interval
+        self.master_address = self.params.primary_address
+        self.master_priority = self.params.priority
+        self.preempt_not_before = None
+        change = self._move(State.MASTER, reason)
+        return [SendAdvert(self.params.priority), TakeAddresses(self.params.accept_mode), change]
+
+    # Backup (§6.4.2) -----------------------------------------------------------------------
+
+    def _backup_advert(self, advert: AdvertReceived, now: float) -> list[Action]:
+        if advert.priority == 0:
+            # The master is leaving: take over after Skew_Time only.
+            self.master_down_deadline = now + self.skew_time
+            self.master_address = None
+            return []
+        if self._accepts_master(advert, now):
+            if self.params.version == 3:
+                self.master_adver_interval_cs = advert.advert_int_cs
+            self.master_down_deadline = now + self.master_down_interval
+            self.master_address = advert.source
+            self.master_priority = advert.priority
+        # Otherwise: a lower-priority master that we will preempt when the timer expires.
+        return []
+
+    def _accepts_master(self, advert: AdvertReceived, now: float) -> bool:
+        if not self.params.preempt or advert.priority >= self.params.priority:
+            return True
+        if self.params.preempt_delay:
+            # keepalived's preempt_delay: leave a lower-priority master alone for a while
+            # after startup or after first seeing it.
+            if self.preempt_not_before is None:
+                self.preempt_not_before = now + self.params.preempt_delay
+            return now < self.preempt_not_before
+        return False
+
+    # Master (§6.4.3) -----------------------------------------------------------------------
+
+    def _master_advert(self, advert: AdvertReceived, now: float) -> list[Action]:
+        mine = self.params.priority
+        if advert.priority == 0:
+            self.adver_deadline = now + self.advert_interval
+            return [SendAdvert(mine)]
+        higher = advert.priority > mine or (
+            advert.priority == mine and advert.source > self.params.primary_address
+        )
+        if higher:
+            self.adver_deadline = None
+            if self.params.version == 3:
+                self.master_adver_interval_cs = advert.advert_int_cs
+            self.master_down_deadline = now + self.master_down_interval
+            self.master_address = advert.source
+            self.master_priority = advert.priority
+            reason = f"higher priority master {advert.source} (priority {advert.priority})"
+            return [ReleaseAddresses(), self._move(State.BACKUP, reason)]
+        if self.params.lower_prio_no_advert:
+            return []
+        # RFC 9568 §6.4.3 and keepalived: answer a lower-priority master at once, so that
+        # it steps down without waiting for our next regular advert.
+        self.adver_deadline = now + self.advert_interval
+        return [SendAdvert(mine)]
