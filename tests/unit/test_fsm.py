@@ -1,0 +1,237 @@
+"""The VRRP state machine: one test per rule of RFC 5798 §6 / RFC 3768 §6."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from hanet.vrrp import (
+    ALLOWED_TRANSITIONS,
+    AdvertReceived,
+    Params,
+    ReleaseAddresses,
+    SendAdvert,
+    Shutdown,
+    Startup,
+    State,
+    StateChanged,
+    TakeAddresses,
+    Timeout,
+    TransitionError,
+    VrrpMachine,
+)
+
+ME = ipaddress.IPv4Address("10.0.0.2")
+LOWER_ADDR = ipaddress.IPv4Address("10.0.0.1")
+HIGHER_ADDR = ipaddress.IPv4Address("10.0.0.3")
+
+
+def machine(**kw: object) -> VrrpMachine:
+    base: dict[str, object] = dict(vrid=1, priority=100, primary_address=ME, advert_int_cs=100)
+    base.update(kw)
+    return VrrpMachine(Params(**base))  # type: ignore[arg-type]
+
+
+def advert(priority: int, source: ipaddress.IPv4Address = HIGHER_ADDR, interval: int = 100):
+    return AdvertReceived(priority=priority, advert_int_cs=interval, source=source)
+
+
+def run_to_master(m: VrrpMachine, now: float = 0.0) -> float:
+    m.handle(Startup(), now)
+    deadline = m.next_deadline()
+    assert deadline is not None
+    m.handle(Timeout(), deadline)
+    assert m.state is State.MASTER
+    return deadline
+
+
+def test_startup_non_owner_goes_backup_with_master_down_timer_6_4_1() -> None:
+    m = machine(priority=100)
+    actions = m.handle(Startup(), 10.0)
+    assert m.state is State.BACKUP
+    assert actions == [StateChanged(State.INITIALIZE, State.BACKUP, "startup")]
+    # §6.1: Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time
+    assert m.next_deadline() == pytest.approx(10.0 + 3 * 1.0 + (256 - 100) / 256)
+
+
+def test_startup_owner_goes_master_at_once_6_4_1() -> None:
+    m = machine(priority=255)
+    actions = m.handle(Startup(), 0.0)
+    assert m.state is State.MASTER
+    assert actions[:2] == [SendAdvert(255), TakeAddresses(False)]
+
+
+def test_skew_time_v3_scales_with_interval_6_1() -> None:
+    m = machine(priority=200, advert_int_cs=10, version=3)
+    assert m.skew_time == pytest.approx((256 - 200) * 0.10 / 256)
+    assert m.master_down_interval == pytest.approx(0.3 + (256 - 200) * 0.10 / 256)
+
+
+def test_skew_time_v2_is_interval_independent_rfc3768_6_1() -> None:
+    m = machine(priority=200, advert_int_cs=300, version=2)
+    assert m.skew_time == pytest.approx((256 - 200) / 256)
+
+
+def test_backup_becomes_master_when_master_down_timer_fires_6_4_2() -> None:
+    m = machine()
+    m.handle(Startup(), 0.0)
+    assert m.handle(Timeout(), 1.0) == []  # not yet
+    deadline = m.next_deadline()
+    assert deadline is not None
+    actions = m.handle(Timeout(), deadline)
+    assert m.state is State.MASTER
+    assert SendAdvert(100) in actions and TakeAddresses(False) in actions
+
+
+def test_backup_resets_timer_on_higher_advert_6_4_2() -> None:
+    m = machine()
+    m.handle(Startup(), 0.0)
+    m.handle(advert(150), 2.0)
+    assert m.next_deadline() == pytest.approx(2.0 + m.master_down_interval)
+    assert m.master_address == HIGHER_ADDR
+
+
+def test_backup_learns_master_adver_interval_v3_6_4_2() -> None:
+    m = machine(advert_int_cs=100, version=3)
+    m.handle(Startup(), 0.0)
+    m.handle(advert(150, interval=20), 1.0)
+    assert m.master_adver_interval_cs == 20
+    assert m.next_deadline() == pytest.approx(1.0 + 0.6 + (256 - 100) * 0.2 / 256)
+
+
+def test_v2_does_not_learn_the_interval_rfc3768() -> None:
+    m = machine(advert_int_cs=100, version=2)
+    m.handle(Startup(), 0.0)
+    m.handle(advert(150, interval=300), 1.0)
+    assert m.master_adver_interval_cs == 100
+
+
+def test_backup_preempts_lower_priority_master_6_4_2() -> None:
+    m = machine(priority=150)
+    m.handle(Startup(), 0.0)
+    first = m.next_deadline()
+    m.handle(advert(100), 1.0)  # discarded: Preempt_Mode is true and it is lower
+    assert m.next_deadline() == first
+
+
+def test_nopreempt_backup_keeps_lower_priority_master_6_4_2() -> None:
+    m = machine(priority=150, preempt=False)
+    m.handle(Startup(), 0.0)
+    m.handle(advert(100), 1.0)
+    assert m.next_deadline() == pytest.approx(1.0 + m.master_down_interval)
+
+
+def test_preempt_delay_holds_off_preemption_then_preempts() -> None:
+    m = machine(priority=150, preempt_delay=5.0)
+    m.handle(Startup(), 0.0)
+    m.handle(advert(100), 1.0)  # inside the delay: accepted as master
+    assert m.next_deadline() == pytest.approx(1.0 + m.master_down_interval)
+    held = m.next_deadline()
+    m.handle(advert(100), 6.0)  # delay over: discarded, the timer runs out
+    assert m.next_deadline() == held
+
+
+def test_priority_zero_makes_backup_wait_skew_time_only_6_4_2() -> None:
+    m = machine(priority=100)
+    m.handle(Startup(), 0.0)
+    m.handle(advert(0), 2.0)
+    assert m.next_deadline() == pytest.approx(2.0 + (256 - 100) / 256 * 1.0)
+
+
+def test_master_sends_advert_every_interval_6_4_3() -> None:
+    m = machine()
+    t = run_to_master(m)
+    assert m.handle(Timeout(), t + 1.0) == [SendAdvert(100)]
+    assert m.next_deadline() == pytest.approx(t + 2.0)
+
+
+def test_master_yields_to_higher_priority_6_4_3() -> None:
+    m = machine()
+    t = run_to_master(m)
+    actions = m.handle(advert(200, source=LOWER_ADDR), t + 0.1)
+    assert m.state is State.BACKUP
+    assert actions[0] == ReleaseAddresses()
+
+
+def test_tie_break_higher_primary_address_wins_6_4_3() -> None:
+    m = machine()
+    t = run_to_master(m)
+    m.handle(advert(100, source=LOWER_ADDR), t + 0.1)
+    assert m.state is State.MASTER
+    m.handle(advert(100, source=HIGHER_ADDR), t + 0.2)
+    assert m.state is State.BACKUP
+
+
+def test_tie_break_compares_ipv6_as_unsigned_integers() -> None:
+    me = ipaddress.IPv6Address("fe80::8000:0:0:1")
+    m = machine(primary_address=me)
+    t = run_to_master(m)
+    m.handle(advert(100, source=ipaddress.IPv6Address("fe80::1")), t + 0.1)  # type: ignore[arg-type]
+    assert m.state is State.MASTER
+
+
+def test_master_answers_lower_priority_at_once_rfc9568_6_4_3() -> None:
+    m = machine()
+    t = run_to_master(m)
+    assert m.handle(advert(50, source=HIGHER_ADDR), t + 0.1) == [SendAdvert(100)]
+
+
+def test_lower_prio_no_advert_stays_silent() -> None:
+    m = machine(lower_prio_no_advert=True)
+    t = run_to_master(m)
+    assert m.handle(advert(50), t + 0.1) == []
+
+
+def test_master_answers_priority_zero_with_advert_6_4_3() -> None:
+    m = machine()
+    t = run_to_master(m)
+    assert m.handle(advert(0), t + 0.1) == [SendAdvert(100)]
+    assert m.state is State.MASTER
+
+
+def test_master_shutdown_sends_priority_zero_6_4_3() -> None:
+    m = machine()
+    t = run_to_master(m)
+    actions = m.handle(Shutdown(), t + 0.1)
+    assert actions[:2] == [SendAdvert(0), ReleaseAddresses()]
+    assert m.state is State.INITIALIZE
+    assert m.next_deadline() is None
+
+
+def test_backup_shutdown_is_silent_6_4_2() -> None:
+    m = machine()
+    m.handle(Startup(), 0.0)
+    actions = m.handle(Shutdown(), 1.0)
+    assert [a for a in actions if isinstance(a, SendAdvert)] == []
+    assert m.state is State.INITIALIZE
+
+
+def test_accept_mode_is_passed_to_take_addresses_6_1() -> None:
+    m = machine(accept_mode=True)
+    m.handle(Startup(), 0.0)
+    deadline = m.next_deadline()
+    assert deadline is not None
+    assert TakeAddresses(True) in m.handle(Timeout(), deadline)
+
+
+def test_events_in_the_wrong_state_are_dropped() -> None:
+    m = machine()
+    assert m.handle(advert(200), 0.0) == []
+    assert m.handle(Timeout(), 0.0) == []
+    assert m.state is State.INITIALIZE
+    m.handle(Startup(), 0.0)
+    assert m.handle(Startup(), 0.1) == []
+
+
+def test_transition_table_is_enforced() -> None:
+    m = machine()
+    assert (State.INITIALIZE, State.INITIALIZE) not in ALLOWED_TRANSITIONS
+    with pytest.raises(TransitionError):
+        m._move(State.INITIALIZE, "bogus")
+
+
+@pytest.mark.parametrize("kw", [dict(vrid=0), dict(priority=0), dict(version=2, advert_int_cs=50)])
+def test_params_refuse_invalid_values(kw: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        machine(**kw)
