@@ -1,0 +1,1 @@
+"""The hanet command line."""

@@ -1,0 +1,94 @@
+"""``hanet``: the command line (Click)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from hanet.cli.lab_commands import lab
+from hanet.runtime.config import ConfigError, InstanceConfig, load_instances
+
+
+@click.group()
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))  # fmt: skip
+def main(log_level: str) -> None:
+    """hanet: high-availability networking (VRRP, HA routers, service VIPs)."""
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )  # fmt: skip
+
+
+main.add_command(lab)
+
+
+@main.group()
+def vrrp() -> None:
+    """The VRRP engine."""
+
+
+@vrrp.command("run")
+@click.option("--config", "config_file", type=click.Path(path_type=Path),
+              help="YAML file with 'instances: {NAME: {...}}'.")  # fmt: skip
+@click.option("--name", default="vr")
+@click.option("--interface", "-i")
+@click.option("--vrid", type=int)
+@click.option("--priority", type=int, default=100, show_default=True)
+@click.option("--vip", "vips", multiple=True, help="Virtual address with prefix, repeatable.")
+@click.option("--version", "vrrp_version", type=click.Choice(["2", "3"]), default="3")
+@click.option("--advert-int", type=float, default=1.0, show_default=True, help="Seconds.")
+@click.option("--nopreempt", is_flag=True)
+@click.option("--preempt-delay", type=float, default=0.0)
+@click.option("--auth-pass", help="VRRPv2 simple password (up to 8 bytes).")
+@click.option("--no-accept", is_flag=True, help="Accept_Mode false.")
+@click.option("--garp-repeat", type=int, default=5, show_default=True)
+@click.option("--garp-refresh-delay", type=float, default=5.0, show_default=True)
+@click.option("--status-file", type=click.Path(path_type=Path))
+def vrrp_run(config_file: Path | None, name: str, interface: str | None, vrid: int | None,
+             priority: int, vips: tuple[str, ...], vrrp_version: str, advert_int: float,
+             nopreempt: bool, preempt_delay: float, auth_pass: str | None, no_accept: bool,
+             garp_repeat: int, garp_refresh_delay: float,
+             status_file: Path | None) -> None:  # fmt: skip
+    """Run VRRP instances in the foreground (SIGTERM: priority 0, then exit)."""
+    from hanet.runtime.daemon import run
+
+    try:
+        if config_file is not None:
+            configs = load_instances(config_file)
+        else:
+            if interface is None or vrid is None or not vips:
+                raise click.UsageError("give --config, or --interface, --vrid and --vip")
+            try:
+                addresses = tuple(ipaddress.ip_interface(v) for v in vips)
+            except ValueError as exc:
+                raise ConfigError(f"--vip: {exc}") from None
+            configs = [
+                InstanceConfig(
+                    name=name, interface=interface, vrid=vrid, priority=priority,
+                    addresses=addresses, version=int(vrrp_version), advert_int=advert_int,
+                    preempt=not nopreempt, preempt_delay=preempt_delay, auth_pass=auth_pass,
+                    accept=not no_accept, garp_repeat=garp_repeat,
+                    garp_refresh_delay=garp_refresh_delay,
+                )
+            ]  # fmt: skip
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(run(configs, status_file))
+
+
+@main.command()
+@click.option("--prefix", default=None, help="Namespace prefix (default: unique per run).")
+def demo(prefix: str | None) -> None:
+    """Elect a master, crash it, and show the client's outage."""
+    from hanet.demo import run_demo
+
+    sys.exit(run_demo(prefix))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""The raw IP socket (protocol 112) that carries VRRP on one interface.
+
+One socket per (namespace, interface, family). It joins 224.0.0.18 or ff02::12, sends with
+TTL / hop limit 255 and TOS 0xc0 (as keepalived does), and hands received packets back as a
+whole IP packet so that one decoder (hanet.vrrp.decode_ip_packet) checks everything.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+
+from hanet.vrrp.codec import GROUP_V4, GROUP_V6, PROTOCOL_VRRP, IPAddress
+
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
+TOS_NETWORK_CONTROL = 0xC0
+RECV_BUFFER = 65535
+
+
+class VrrpSocket:
+    def __init__(self, ifname: str, ifindex: int, family: int) -> None:
+        self.ifname, self.ifindex, self.family = ifname, ifindex, family
+        self.sock = socket.socket(family, socket.SOCK_RAW, PROTOCOL_VRRP)
+        try:
+            self._configure()
+        except OSError:
+            self.sock.close()
+            raise
+
+    def _configure(self) -> None:
+        s = self.sock
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.ifname.encode())
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        if self.family == socket.AF_INET:
+            mreqn = struct.pack("4s4si", GROUP_V4.packed, bytes(4), self.ifindex)
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+            s.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, TOS_NETWORK_CONTROL)
+        else:
+            mreq = GROUP_V6.packed + struct.pack("@I", self.ifindex)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, TOS_NETWORK_CONTROL)
+        s.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
+        """Send from ``source``: the checksum's pseudo-header must match the real header."""
+        if self.family == socket.AF_INET:
+            info = struct.pack("I4s4s", self.ifindex, source.packed, bytes(4))
+            ancillary = [(socket.IPPROTO_IP, IP_PKTINFO, info)]
+            self.sock.sendmsg([message], ancillary, 0, (str(destination), 0))
+        else:
+            info = source.packed + struct.pack("@I", self.ifindex)
+            ancillary = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, info)]
+            self.sock.sendmsg([message], ancillary, 0, (str(destination), 0, 0, self.ifindex))
+
+    def receive(self) -> bytes | None:
+        """One packet as a whole IP packet, or None when nothing is waiting."""
+        try:
+            data, ancillary, _flags, peer = self.sock.recvmsg(
+                RECV_BUFFER, socket.CMSG_SPACE(64) * 2
+            )
+        except (BlockingIOError, InterruptedError):
+            return None
+        if self.family == socket.AF_INET:
+            return data  # raw IPv4 sockets deliver the IP header
+        return _rebuild_ipv6_header(data, ancillary, peer[0])
+
+
+def _rebuild_ipv6_header(
+    payload: bytes, ancillary: list[tuple[int, int, bytes]], peer: str
+) -> bytes:
+    """IPv6 raw sockets strip the header; put back the fields a receiver must check."""
+    hop_limit = 0
+    destination = GROUP_V6
+    for level, kind, data in ancillary:
+        if level != socket.IPPROTO_IPV6:
+            continue
+        if kind == socket.IPV6_HOPLIMIT and len(data) >= 4:
+            hop_limit = struct.unpack("@i", data[:4])[0]
+        elif kind == socket.IPV6_PKTINFO and len(data) >= 16:
+            destination = ipaddress.IPv6Address(data[:16])
+    source = ipaddress.IPv6Address(peer.split("%", 1)[0])
+    header = struct.pack(
+        "!IHBB16s16s", 6 << 28, len(payload), PROTOCOL_VRRP, hop_limit & 0xFF,
+        source.packed, destination.packed,
+    )  # fmt: skip
+    return header + payload

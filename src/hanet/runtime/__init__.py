@@ -1,0 +1,1 @@
+"""The asyncio runtime: sockets, timers and netlink around the pure VRRP core."""

@@ -1,0 +1,162 @@
+"""Instance configuration for the VRRP runtime: defaults and types declared in one place.
+
+A YAML file holds ``instances: {NAME: {key: value}}``. Unknown keys are rejected, and every
+error names the file, the instance and the key. (keepalived.conf support is hanet vrrpd's.)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hanet.vrrp.fsm import Params
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    name: str
+    interface: str
+    vrid: int
+    priority: int
+    addresses: tuple[IPInterface, ...]
+    version: int = 3
+    advert_int: float = 1.0
+    preempt: bool = True
+    preempt_delay: float = 0.0
+    accept: bool = True
+    auth_pass: str | None = None
+    garp_repeat: int = 5
+    garp_interval: float = 0.0
+    garp_refresh_delay: float = 5.0
+    lower_prio_no_advert: bool = False
+    netns: str | None = None
+
+    def __post_init__(self) -> None:
+        where = f"instance {self.name}"
+        if not self.addresses:
+            raise ConfigError(f"{where}: addresses: at least one virtual address is needed")
+        families = {a.version for a in self.addresses}
+        if len(families) != 1:
+            raise ConfigError(f"{where}: addresses: IPv4 and IPv6 need separate instances")
+        if self.family == 6 and self.version == 2:
+            raise ConfigError(f"{where}: version: VRRPv2 is IPv4 only, use version 3")
+        if self.auth_pass is not None and self.version != 2:
+            raise ConfigError(f"{where}: auth_pass: authentication exists in VRRPv2 only")
+        if self.auth_pass is not None and not 1 <= len(self.auth_pass.encode()) <= 8:
+            raise ConfigError(f"{where}: auth_pass: 1 to 8 bytes")
+        if not 0 <= self.garp_repeat <= 100:
+            raise ConfigError(f"{where}: garp_repeat: 0..100")
+        if self.garp_interval < 0 or self.garp_refresh_delay < 0:
+            raise ConfigError(f"{where}: garp delays cannot be negative")
+        try:
+            self.params()
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    @property
+    def family(self) -> int:
+        return self.addresses[0].version
+
+    @property
+    def advert_int_cs(self) -> int:
+        return round(self.advert_int * 100)
+
+    def params(self, primary: Any = None) -> Params:
+        placeholder = ipaddress.ip_address("0.0.0.0" if self.family == 4 else "::")
+        return Params(
+            vrid=self.vrid,
+            priority=self.priority,
+            primary_address=primary or placeholder,
+            advert_int_cs=self.advert_int_cs,
+            version=self.version,
+            preempt=self.preempt,
+            preempt_delay=self.preempt_delay,
+            accept_mode=self.accept,
+            lower_prio_no_advert=self.lower_prio_no_advert,
+        )
+
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "str": (str,),
+    "str | None": (str,),
+}
+
+
+def _convert(name: str, value: Any, where: str) -> Any:
+    if name == "addresses":
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list of addresses")
+        try:
+            return tuple(ipaddress.ip_interface(str(v)) for v in value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    kind = {f.name: str(f.type) for f in fields(InstanceConfig)}[name]
+    allowed = _TYPES[kind]
+    if isinstance(value, bool) and bool not in allowed:
+        raise ConfigError(f"{where}: expected {kind}, got a boolean")
+    if not isinstance(value, allowed):
+        raise ConfigError(f"{where}: expected {kind}, got {type(value).__name__}")
+    return value
+
+
+def parse_instances(data: Any, source: str) -> list[InstanceConfig]:
+    if not isinstance(data, dict) or set(data) != {"instances"}:
+        raise ConfigError(f"{source}: the file holds one mapping, 'instances'")
+    entries = data["instances"]
+    if not isinstance(entries, dict) or not entries:
+        raise ConfigError(f"{source}: instances: a mapping of name to settings")
+    known = {f.name for f in fields(InstanceConfig)} - {"name"}
+    required = {"interface", "vrid", "priority", "addresses"}
+    result = []
+    for name, entry in entries.items():
+        at = f"{source}: instances.{name}"
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigError(f"{at}: an instance name is 1-64 of [A-Za-z0-9_.-]")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{at}: expected a mapping")
+        for key in entry:
+            if key not in known:
+                raise ConfigError(f"{at}: unknown key {key!r}")
+        for key in sorted(required - set(entry)):
+            raise ConfigError(f"{at}: missing key {key!r}")
+        values = {key: _convert(key, value, f"{at}.{key}") for key, value in entry.items()}
+        try:
+            result.append(InstanceConfig(name=name, **values))
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    seen: dict[tuple[str | None, str, int, int], str] = {}
+    for inst in result:
+        key = (inst.netns, inst.interface, inst.family, inst.vrid)
+        if key in seen:
+            raise ConfigError(
+                f"{source}: instances.{inst.name}: vrid {inst.vrid} on {inst.interface} "
+                f"is already used by {seen[key]}"
+            )
+        seen[key] = inst.name
+    return result
+
+
+def load_instances(path: str | Path) -> list[InstanceConfig]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_instances(data, str(path))

@@ -1,0 +1,358 @@
+"""The asyncio VRRP service: many instances in one process, each on an interface of a namespace.
+
+Instances that share (namespace, interface, family) share one raw socket. The protocol itself
+is hanet.vrrp.VrrpMachine; this module owns the clock, the sockets and netlink, and turns the
+machine's actions into packets and addresses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyroute2 import AsyncIPRoute
+
+from hanet.linux import addresses as netaddr
+from hanet.linux.announce_socket import Announcer
+from hanet.linux.netns import inside
+from hanet.linux.vrrp_socket import VrrpSocket
+from hanet.runtime.config import InstanceConfig
+from hanet.vrrp import (
+    AUTH_NONE,
+    AUTH_PASS,
+    GROUP_V4,
+    GROUP_V6,
+    Advertisement,
+    AdvertReceived,
+    DecodeError,
+    ReceivePolicy,
+    ReleaseAddresses,
+    SendAdvert,
+    Shutdown,
+    Startup,
+    State,
+    StateChanged,
+    TakeAddresses,
+    Timeout,
+    VrrpMachine,
+    decode_ip_packet,
+    drop_reason,
+    encode_message,
+)
+from hanet.vrrp.announce import mac_bytes
+from hanet.vrrp.receive import VRID_NOT_OURS
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[["Instance", StateChanged], None]
+
+
+@dataclass
+class Counters:
+    adverts_sent: int = 0
+    adverts_received: int = 0
+    transitions: int = 0
+    drops: Counter[str] = field(default_factory=Counter)
+
+
+class Link:
+    """One (namespace, interface, family): its socket, netlink handle and instances."""
+
+    def __init__(self, netns: str | None, ifname: str, family: int) -> None:
+        self.netns, self.ifname, self.family = netns, ifname, family
+        self.instances: dict[int, Instance] = {}
+        self.ipr: AsyncIPRoute | None = None
+        self.socket: VrrpSocket | None = None
+        self.announcer: Announcer | None = None
+
+    async def open(self, vips: set[str]) -> None:
+        self.ipr = await netaddr.open_netlink(self.netns)
+        self.facts = await netaddr.interface_facts(self.ipr, self.ifname, vips)
+        primary = self.facts.primary_v4 if self.family == 4 else self.facts.link_local_v6
+        if primary is None:
+            kind = "an IPv4 address" if self.family == 4 else "an IPv6 link-local address"
+            raise netaddr.InterfaceNotFound(f"{self.ifname} has no {kind} to send adverts from")
+        self.primary: ipaddress.IPv4Address | ipaddress.IPv6Address = primary
+        with inside(self.netns):
+            sock_family = socket.AF_INET if self.family == 4 else socket.AF_INET6
+            self.socket = VrrpSocket(self.ifname, self.facts.index, sock_family)
+            self.announcer = Announcer(self.ifname, self.facts.index, mac_bytes(self.facts.mac))
+            self.announcer.open()
+
+    def close(self) -> None:
+        for part in (self.socket, self.announcer, self.ipr):
+            if part is not None:
+                part.close()
+        self.socket = self.announcer = self.ipr = None
+
+
+class Instance:
+    def __init__(self, config: InstanceConfig, link: Link) -> None:
+        self.config, self.link = config, link
+        self.machine = VrrpMachine(config.params(link.primary))
+        self.counters = Counters()
+        auth_data = (config.auth_pass or "").encode()
+        self.policy = ReceivePolicy(
+            config.version, config.advert_int_cs,
+            AUTH_PASS if config.auth_pass else AUTH_NONE, auth_data,
+        )  # fmt: skip
+        self.timer: asyncio.TimerHandle | None = None
+        self.refresh: asyncio.TimerHandle | None = None
+        # Addresses are reconciled towards ``wants_addresses`` by one task at a time, so a
+        # quick MASTER -> BACKUP -> MASTER never interleaves netlink calls. None: unknown.
+        self.wants_addresses = False
+        self.has_addresses: bool | None = None
+        self.address_task: asyncio.Task[None] | None = None
+        self.master_since: float | None = None
+        self._messages: dict[int, bytes] = {}
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def group(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        return GROUP_V4 if self.config.family == 4 else GROUP_V6
+
+    def message(self, priority: int) -> bytes:
+        """The encoded advert; cached, since only the priority ever changes."""
+        cached = self._messages.get(priority)
+        if cached is None:
+            advert = Advertisement(
+                version=self.config.version,
+                vrid=self.config.vrid,
+                priority=priority,
+                addresses=tuple(a.ip for a in self.config.addresses),
+                advert_int_cs=self.config.advert_int_cs,
+                source=self.link.primary,
+                destination=None,
+                auth_type=self.policy.auth_type,
+                auth_data=self.policy.auth_data,
+            )
+            cached = self._messages[priority] = encode_message(advert)
+        return cached
+
+    def status(self) -> dict[str, Any]:
+        m = self.machine
+        return {
+            "name": self.name,
+            "netns": self.config.netns,
+            "interface": self.config.interface,
+            "vrid": self.config.vrid,
+            "state": m.state.name,
+            "priority": self.config.priority,
+            "master": str(m.master_address) if m.master_address else None,
+            "master_since": self.master_since,
+            "transitions": self.counters.transitions,
+            "adverts_sent": self.counters.adverts_sent,
+            "adverts_received": self.counters.adverts_received,
+            "drops": dict(self.counters.drops),
+        }
+
+
+class VrrpService:
+    def __init__(self, configs: list[InstanceConfig]) -> None:
+        self.configs = configs
+        self.links: dict[tuple[str | None, str, int], Link] = {}
+        self.instances: list[Instance] = []
+        self.listeners: list[Listener] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # Start and stop ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open every socket, then start every instance. Nothing starts if one link fails."""
+        self.loop = asyncio.get_running_loop()
+        vips = {str(a.ip) for c in self.configs for a in c.addresses}
+        try:
+            for config in self.configs:
+                key = (config.netns, config.interface, config.family)
+                if key not in self.links:
+                    link = self.links[key] = Link(*key)
+                    await link.open(vips)
+                link = self.links[key]
+                instance = Instance(config, link)
+                link.instances[config.vrid] = instance
+                self.instances.append(instance)
+        except BaseException:
+            self.close()
+            raise
+        for link in self.links.values():
+            assert link.socket is not None
+            self.loop.add_reader(link.socket.fileno(), self._on_readable, link)
+        for instance in self.instances:
+            # A crashed earlier run may have left our VIPs behind; a backup must not hold them.
+            self._release(instance)
+            self._apply(instance, instance.machine.handle(Startup(), self.loop.time()))
+
+    async def stop(self) -> None:
+        """Graceful stop: a master sends priority 0 and removes its addresses."""
+        assert self.loop is not None
+        for link in self.links.values():
+            if link.socket is not None:
+                self.loop.remove_reader(link.socket.fileno())
+        for instance in self.instances:
+            self._apply(instance, instance.machine.handle(Shutdown(), self.loop.time()))
+            for handle in (instance.timer, instance.refresh):
+                if handle is not None:
+                    handle.cancel()
+        tasks = [i.address_task for i in self.instances if i.address_task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.close()
+
+    def close(self) -> None:
+        for link in self.links.values():
+            link.close()
+        self.links.clear()
+
+    # Receive -------------------------------------------------------------------------------
+
+    def _on_readable(self, link: Link) -> None:
+        assert self.loop is not None and link.socket is not None
+        for _ in range(64):  # bounded, so that one busy link cannot starve the timers
+            packet = link.socket.receive()
+            if packet is None:
+                return
+            self._on_packet(link, packet, self.loop.time())
+
+    def _on_packet(self, link: Link, packet: bytes, now: float) -> None:
+        try:
+            advert = decode_ip_packet(packet)
+        except DecodeError as exc:
+            self._count_on_link(link, exc.reason)
+            log.debug("%s: dropped: %s", link.ifname, exc)
+            return
+        instance = link.instances.get(advert.vrid)
+        if instance is None:
+            self._count_on_link(link, VRID_NOT_OURS)
+            return
+        reason = drop_reason(advert, instance.policy)
+        if reason is not None:
+            instance.counters.drops[reason] += 1
+            return
+        instance.counters.adverts_received += 1
+        event = AdvertReceived(advert.priority, advert.advert_int_cs, advert.source)
+        self._apply(instance, instance.machine.handle(event, now))
+
+    @staticmethod
+    def _count_on_link(link: Link, reason: str) -> None:
+        # A packet that belongs to no instance is counted on every instance of its interface.
+        for instance in link.instances.values():
+            instance.counters.drops[reason] += 1
+
+    # Timers and actions -------------------------------------------------------------------
+
+    def _on_timer(self, instance: Instance) -> None:
+        assert self.loop is not None
+        instance.timer = None
+        self._apply(instance, instance.machine.handle(Timeout(), self.loop.time()))
+
+    def _apply(self, instance: Instance, actions: list[Any]) -> None:
+        assert self.loop is not None
+        for action in actions:
+            if isinstance(action, SendAdvert):
+                self._send(instance, action.priority)
+            elif isinstance(action, TakeAddresses):
+                instance.wants_addresses = True
+                self._reconcile(instance)
+            elif isinstance(action, ReleaseAddresses):
+                self._release(instance)
+            elif isinstance(action, StateChanged):
+                self._changed(instance, action)
+        deadline = instance.machine.next_deadline()
+        if instance.timer is not None and (deadline is None or instance.timer.when() != deadline):
+            instance.timer.cancel()
+            instance.timer = None
+        if deadline is not None and instance.timer is None:
+            instance.timer = self.loop.call_at(deadline, self._on_timer, instance)
+
+    def _send(self, instance: Instance, priority: int) -> None:
+        link = instance.link
+        assert link.socket is not None
+        try:
+            link.socket.send(instance.message(priority), link.primary, instance.group)
+        except OSError as exc:
+            instance.counters.drops["send_error"] += 1
+            log.warning("%s: advert not sent: %s", instance.name, exc)
+            return
+        instance.counters.adverts_sent += 1
+
+    def _release(self, instance: Instance) -> None:
+        if instance.refresh is not None:
+            instance.refresh.cancel()
+            instance.refresh = None
+        instance.wants_addresses = False
+        self._reconcile(instance)
+
+    def _reconcile(self, instance: Instance) -> None:
+        if instance.address_task is None and instance.has_addresses != instance.wants_addresses:
+            assert self.loop is not None
+            instance.address_task = self.loop.create_task(self._sync_addresses(instance))
+
+    async def _sync_addresses(self, instance: Instance) -> None:
+        link = instance.link
+        try:
+            while instance.has_addresses != instance.wants_addresses:
+                adding = instance.wants_addresses
+                change = netaddr.add_address if adding else netaddr.remove_address
+                for iface in instance.config.addresses:
+                    if link.ipr is None:
+                        return
+                    try:
+                        await change(link.ipr, link.facts.index, iface)
+                    except Exception as exc:  # a netlink failure must not stop the protocol
+                        log.error("%s: %s %s failed: %s", instance.name,
+                                  "adding" if adding else "removing", iface, exc)  # fmt: skip
+                instance.has_addresses = adding
+                if adding and instance.wants_addresses:
+                    self._announced(instance)
+        finally:
+            instance.address_task = None
+
+    def _announced(self, instance: Instance) -> None:
+        self._announce(instance, instance.config.garp_repeat)
+        if instance.config.garp_refresh_delay > 0:
+            # keepalived repeats the burst after vrrp_garp_master_delay (5 s by default).
+            assert self.loop is not None
+            instance.refresh = self.loop.call_later(
+                instance.config.garp_refresh_delay, self._refresh_announce, instance
+            )
+
+    def _refresh_announce(self, instance: Instance) -> None:
+        instance.refresh = None
+        if instance.machine.state is State.MASTER:
+            self._announce(instance, instance.config.garp_repeat)
+
+    def _announce(self, instance: Instance, count: int, done: int = 0) -> None:
+        announcer = instance.link.announcer
+        if announcer is None or (done and instance.machine.state is not State.MASTER):
+            return
+        interval = instance.config.garp_interval
+        for sent in range(done, count):
+            for iface in instance.config.addresses:
+                try:
+                    announcer.announce(iface.ip)
+                except OSError as exc:
+                    log.warning("%s: announce %s failed: %s", instance.name, iface.ip, exc)
+            if interval > 0 and sent + 1 < count:
+                assert self.loop is not None
+                self.loop.call_later(interval, self._announce, instance, count, sent + 1)
+                return
+
+    def _changed(self, instance: Instance, change: StateChanged) -> None:
+        instance.counters.transitions += 1
+        instance.master_since = time.time() if change.new is State.MASTER else None
+        log.info("%s: %s -> %s (%s)", instance.name, change.old.name, change.new.name,
+                 change.reason)  # fmt: skip
+        for listener in self.listeners:
+            listener(instance, change)
+
+    def status(self) -> list[dict[str, Any]]:
+        return [instance.status() for instance in self.instances]
