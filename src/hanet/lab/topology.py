@@ -152,3 +152,18 @@ def load_topology(path: str | Path) -> Topology:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise LabFileError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     return parse_topology(data, str(path))
+
+
+def lan_topology(routers: int = 2, clients: int = 1, prefix: str | None = None) -> Topology:
+    """Routers r1..rN at 10.0.0.N and fd00::N, clients c (or c1..cM) at .101+, one LAN."""
+    hosts: dict[str, Host] = {}
+    for n in range(1, routers + 1):
+        addresses = (ipaddress.ip_interface(f"10.0.0.{n}/24"),
+                     ipaddress.ip_interface(f"fd00::{n}/64"))  # fmt: skip
+        hosts[f"r{n}"] = Host({"eth0": Link("lan", addresses)})
+    for n in range(1, clients + 1):
+        name = "c" if clients == 1 else f"c{n}"
+        addresses = (ipaddress.ip_interface(f"10.0.0.{100 + n}/24"),
+                     ipaddress.ip_interface(f"fd00::{100 + n:x}/64"))  # fmt: skip
+        hosts[name] = Host({"eth0": Link("lan", addresses)})
+    return Topology(("lan",), hosts, prefix)

@@ -1,0 +1,146 @@
+"""VRRP daemons in lab hosts: hanet's own and keepalived, driven the same way.
+
+Both are judged as a user would: a host is master when it holds the virtual address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hanet.lab.lab import Lab
+
+
+class WaitTimeout(AssertionError):
+    pass
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, step: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise WaitTimeout(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(step)
+
+
+def hanet_command() -> list[str]:
+    """How to start the hanet CLI of this very environment."""
+    return [sys.executable, "-m", "hanet.cli.main"]
+
+
+def holds_address(lab: Lab, host: str, address: str) -> bool:
+    result = lab.run(host, ["ip", "-o", "addr", "show"], check=False)
+    return any(f" {address}/" in line for line in result.stdout.splitlines())
+
+
+class Daemon:
+    """A process in a lab host that can be stopped gracefully or killed."""
+
+    def __init__(self, lab: Lab, host: str) -> None:
+        self.lab, self.host = lab, host
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{lab.prefix}-{host}-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self, argv: Sequence[str]) -> None:
+        self.stdout = open(self.workdir / "stdout", "wb")  # noqa: SIM115
+        self.stderr = open(self.workdir / "stderr", "wb")  # noqa: SIM115
+        self.proc = self.lab.spawn(self.host, argv, stdout=self.stdout, stderr=self.stderr)
+
+    def holds(self, address: str) -> bool:
+        return holds_address(self.lab, self.host, address)
+
+    def wait_master(self, address: str, timeout: float = 10) -> None:
+        wait_until(lambda: self.holds(address), timeout, f"{self.host} to hold {address}")
+
+    def wait_backup(self, address: str, timeout: float = 10) -> None:
+        wait_until(lambda: not self.holds(address), timeout, f"{self.host} to drop {address}")
+
+    def stop(self, timeout: float = 10) -> None:
+        """SIGTERM, as a service manager would; waits for the exit."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log(self) -> str:
+        parts = []
+        for name in ("stdout", "stderr"):
+            path = self.workdir / name
+            if path.exists():
+                parts.append(f"--- {self.host} {name}\n{path.read_text(errors='replace')}")
+        return "\n".join(parts)
+
+    def cleanup(self) -> None:
+        self.kill()
+        for stream in ("stdout", "stderr"):
+            handle = getattr(self, stream, None)
+            if handle is not None:
+                handle.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class HanetVrrp(Daemon):
+    """``hanet vrrp run`` with a status file the test can read."""
+
+    def start(self, config: dict[str, Any]) -> HanetVrrp:
+        import yaml
+
+        path = self.workdir / "instances.yaml"
+        path.write_text(yaml.safe_dump({"instances": config}))
+        self.status_file = self.workdir / "status.json"
+        self._spawn([*hanet_command(), "vrrp", "run", "--config", str(path),
+                     "--status-file", str(self.status_file)])  # fmt: skip
+        return self
+
+    def status(self) -> dict[str, Any]:
+        with contextlib.suppress(OSError, ValueError):
+            data: dict[str, Any] = json.loads(self.status_file.read_text())
+            return {i["name"]: i for i in data["instances"]}
+        return {}
+
+    def events(self) -> list[dict[str, Any]]:
+        lines = (self.workdir / "stdout").read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def keepalived_available() -> bool:
+    return shutil.which("keepalived") is not None or Path("/usr/sbin/keepalived").exists()
+
+
+class Keepalived(Daemon):
+    """A real keepalived in a lab host, with its own pid files so several can run."""
+
+    def start(self, config_text: str) -> Keepalived:
+        conf = self.workdir / "keepalived.conf"
+        conf.write_text(config_text)
+        os.chmod(self.workdir, 0o755)
+        self._spawn([
+            shutil.which("keepalived") or "/usr/sbin/keepalived",
+            "--dont-fork", "--log-console", "--vrrp", "--use-file", str(conf),
+            "--pid", str(self.workdir / "keepalived.pid"),
+            "--vrrp_pid", str(self.workdir / "vrrp.pid"),
+            "--checkers_pid", str(self.workdir / "checkers.pid"),
+        ])  # fmt: skip
+        return self
