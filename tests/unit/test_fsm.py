@@ -9,6 +9,7 @@ import pytest
 from hanet.vrrp import (
     ALLOWED_TRANSITIONS,
     AdvertReceived,
+    AnnounceAddresses,
     Params,
     ReleaseAddresses,
     SendAdvert,
@@ -174,13 +175,14 @@ def test_tie_break_compares_ipv6_as_unsigned_integers() -> None:
 def test_master_answers_lower_priority_at_once_rfc9568_6_4_3() -> None:
     m = machine()
     t = run_to_master(m)
-    assert m.handle(advert(50, source=HIGHER_ADDR), t + 0.1) == [SendAdvert(100)]
+    actions = m.handle(advert(50, source=HIGHER_ADDR), t + 0.1)
+    assert actions == [SendAdvert(100), AnnounceAddresses()]
 
 
-def test_lower_prio_no_advert_stays_silent() -> None:
+def test_lower_prio_no_advert_stays_silent_but_reannounces() -> None:
     m = machine(lower_prio_no_advert=True)
     t = run_to_master(m)
-    assert m.handle(advert(50), t + 0.1) == []
+    assert m.handle(advert(50), t + 0.1) == [AnnounceAddresses()]
 
 
 def test_master_answers_priority_zero_with_advert_6_4_3() -> None:

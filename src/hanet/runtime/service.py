@@ -31,6 +31,7 @@ from hanet.vrrp import (
     GROUP_V6,
     Advertisement,
     AdvertReceived,
+    AnnounceAddresses,
     DecodeError,
     ReceivePolicy,
     ReleaseAddresses,
@@ -264,6 +265,9 @@ class VrrpService:
                 self._reconcile(instance)
             elif isinstance(action, ReleaseAddresses):
                 self._release(instance)
+            elif isinstance(action, AnnounceAddresses):
+                if instance.has_addresses:
+                    self._announce(instance, instance.config.garp_repeat)
             elif isinstance(action, StateChanged):
                 self._changed(instance, action)
         deadline = instance.machine.next_deadline()

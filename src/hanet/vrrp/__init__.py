@@ -17,6 +17,7 @@ from hanet.vrrp.codec import (
 from hanet.vrrp.fsm import (
     ALLOWED_TRANSITIONS,
     AdvertReceived,
+    AnnounceAddresses,
     Params,
     ReleaseAddresses,
     SendAdvert,
@@ -38,6 +39,7 @@ __all__ = [
     "GROUP_V4",
     "GROUP_V6",
     "AdvertReceived",
+    "AnnounceAddresses",
     "Advertisement",
     "DecodeError",
     "EncodeError",

@@ -124,13 +124,19 @@ class ReleaseAddresses:
 
 
 @dataclass(frozen=True)
+class AnnounceAddresses:
+    """Announce the addresses again: another router believed it was master, so hosts may
+    have learnt its MAC for them (split brain healing)."""
+
+
+@dataclass(frozen=True)
 class StateChanged:
     old: State
     new: State
     reason: str
 
 
-Action = SendAdvert | TakeAddresses | ReleaseAddresses | StateChanged
+Action = SendAdvert | TakeAddresses | ReleaseAddresses | AnnounceAddresses | StateChanged
 
 
 @dataclass
@@ -286,9 +292,10 @@ class VrrpMachine:
             self.master_priority = advert.priority
             reason = f"higher priority master {advert.source} (priority {advert.priority})"
             return [ReleaseAddresses(), self._move(State.BACKUP, reason)]
+        # Another master exists and will yield to us; hosts may have followed its GARPs.
         if self.params.lower_prio_no_advert:
-            return []
+            return [AnnounceAddresses()]
         # RFC 9568 §6.4.3 and keepalived: answer a lower-priority master at once, so that
         # it steps down without waiting for our next regular advert.
         self.adver_deadline = now + self.advert_interval
-        return [SendAdvert(mine)]
+        return [SendAdvert(mine), AnnounceAddresses()]
