@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,8 +202,11 @@ class Lab:
     def restore(self, host: str, ifname: str | None = None) -> None:
         self._set_port(host, ifname, "up")
 
-    def crash(self, host: str) -> None:
-        """Power loss: every link of the host is cut and every process in it is killed -9."""
+    def crash(self, host: str) -> float:
+        """Power loss: every link of the host is cut and every process in it is killed -9.
+
+        Returns the wall-clock time of the cut.
+        """
         with IPRoute(netns=self.switch_ns) as sw:
             indexes = [
                 sw.link_lookup(ifname=p.switch_ifname)[0] for p in self.ports if p.host == host
@@ -210,6 +214,8 @@ class Lab:
             pids = pids_in_netns(self.ns(host))
             for index in indexes:
                 sw.link("set", index=index, state="down")
+            cut_at = time.time()
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+        return cut_at
