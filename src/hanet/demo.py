@@ -52,8 +52,10 @@ def run_demo(prefix: str | None = None) -> int:
         pinger.stop()
         took_over = next(e for e in r2.events() if e["new"] == "MASTER")["time"]
         outage = pinger.outage()
-        timeline = [(crashed_at, "r1 crashed"),
-                    (took_over, "r2 became MASTER (master down timer: 3 x 100 ms + skew)")]
+        timeline = [
+            (crashed_at, "r1 crashed"),
+            (took_over, "r2 became MASTER (master down timer: 3 x 100 ms + skew)"),
+        ]
         if outage is not None:
             timeline += [(outage.start, "client: last reply before the outage (from r1)"),
                          (outage.end, "client: first reply after it (from r2)")]  # fmt: skip

@@ -38,10 +38,18 @@ vrrp_instance G {
   virtual_ipaddress { 10.0.0.200/24
     10.0.0.201/24 }
 }""",
-        version=2, family=4,
-        fields=dict(version=2, vrid=42, priority=150, advert_int_cs=100, auth_type=1,
-                    auth_data="736563726574" + "0000", addresses=["10.0.0.200", "10.0.0.201"],
-                    source="10.0.0.1"),
+        version=2,
+        family=4,
+        fields=dict(
+            version=2,
+            vrid=42,
+            priority=150,
+            advert_int_cs=100,
+            auth_type=1,
+            auth_data="736563726574" + "0000",
+            addresses=["10.0.0.200", "10.0.0.201"],
+            source="10.0.0.1",
+        ),
     ),
     "v3_ipv4": dict(
         conf="""
@@ -53,9 +61,18 @@ vrrp_instance G {
   advert_int 0.5
   virtual_ipaddress { 10.0.0.200/24 }
 }""",
-        version=3, family=4,
-        fields=dict(version=3, vrid=43, priority=120, advert_int_cs=50, auth_type=0,
-                    auth_data="", addresses=["10.0.0.200"], source="10.0.0.1"),
+        version=3,
+        family=4,
+        fields=dict(
+            version=3,
+            vrid=43,
+            priority=120,
+            advert_int_cs=50,
+            auth_type=0,
+            auth_data="",
+            addresses=["10.0.0.200"],
+            source="10.0.0.1",
+        ),
     ),
     "v3_ipv6": dict(
         conf="""
@@ -68,9 +85,18 @@ vrrp_instance G {
   virtual_ipaddress { fe80::200/64
     fd00::200/64 }
 }""",
-        version=3, family=6,
-        fields=dict(version=3, vrid=44, priority=130, advert_int_cs=100, auth_type=0,
-                    auth_data="", addresses=["fe80::200", "fd00::200"], source=None),
+        version=3,
+        family=6,
+        fields=dict(
+            version=3,
+            vrid=44,
+            priority=130,
+            advert_int_cs=100,
+            auth_type=0,
+            auth_data="",
+            addresses=["fe80::200", "fd00::200"],
+            source=None,
+        ),
     ),
 }
 

@@ -7,6 +7,7 @@ caller needs no thread inside a namespace; on SIGINT it prints one JSON summary.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -72,10 +73,9 @@ def probe(target: str, interval: float) -> None:
         if now >= next_send:
             seq = len(sent) & 0xFFFF
             sent.append(time.time())
-            try:
+            # No route or no neighbour yet: the probe simply counts as lost, as with ping.
+            with contextlib.suppress(OSError):
                 sock.sendto(echo_request(family, ident, seq), (target, 0))
-            except OSError:
-                pass  # no route or no neighbour yet: counted as lost, like ping
             next_send += interval
             continue
         try:

@@ -60,9 +60,7 @@ class Topology:
             raise LabFileError(f"{where}: prefix: {self.prefix!r} must match {PREFIX_RE.pattern}")
         for segment in self.segments:
             if not NAME_RE.match(segment):
-                raise LabFileError(
-                    f"{where}: segments: {segment!r} must match {NAME_RE.pattern}"
-                )
+                raise LabFileError(f"{where}: segments: {segment!r} must match {NAME_RE.pattern}")
         if len(set(self.segments)) != len(self.segments):
             raise LabFileError(f"{where}: segments: a segment is listed twice")
         if not self.hosts:

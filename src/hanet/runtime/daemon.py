@@ -7,6 +7,7 @@ test can follow them; the status file, when asked for, is rewritten atomically e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -58,10 +59,8 @@ async def _serve(service: VrrpService, status_file: Path | None) -> None:
         while not stopping.is_set():
             if status_file is not None:
                 write_status(service, status_file)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), STATUS_PERIOD)
-            except TimeoutError:
-                pass
     finally:
         await service.stop()
         if status_file is not None:

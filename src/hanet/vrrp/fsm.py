@@ -281,7 +281,7 @@ class VrrpMachine:
             self.adver_deadline = now + self.advert_interval
             return [SendAdvert(mine)]
         higher = advert.priority > mine or (
-            advert.priority == mine and advert.source > self.params.primary_address
+            advert.priority == mine and int(advert.source) > int(self.params.primary_address)
         )
         if higher:
             self.adver_deadline = None
