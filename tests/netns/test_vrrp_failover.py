@@ -127,3 +127,22 @@ def test_several_instances_share_one_interface(lan, daemons) -> None:
     lan.crash("r2")
     r1.wait_master("10.0.0.202")
     wait_client_uses(lan, "10.0.0.202", "r1")
+
+
+def test_virtual_routes_follow_mastership(lan, daemons) -> None:
+    """RFC 5798 §6.4: routes bound to the virtual router move with the master."""
+    routes = [{"to": "10.9.0.0/16", "via": "10.0.0.254"}, {"to": "10.8.0.0/24", "metric": 7}]
+    r1 = daemons("hanet", lan, "r1", {"vr": instance(priority=200, routes=routes)})
+    r2 = daemons("hanet", lan, "r2", {"vr": instance(priority=100, routes=routes)})
+
+    def has_routes(host: str) -> bool:
+        table = lan.run(host, ["ip", "route", "show"]).stdout
+        return "10.9.0.0/16 via 10.0.0.254 dev eth0" in table and "10.8.0.0/24" in table
+
+    r1.wait_master(VIP4)
+    wait_until(lambda: has_routes("r1"), 5, "r1's virtual routes")
+    assert not has_routes("r2")
+    r1.stop()
+    r2.wait_master(VIP4)
+    wait_until(lambda: has_routes("r2"), 5, "r2's virtual routes")
+    assert not has_routes("r1")

@@ -80,12 +80,27 @@ def good_instance(**extra: object) -> dict[str, object]:
         (good_instance(version=2, advert_int=1, auth_pass="123456789"),
          "f.yaml: instance a: auth_pass: 1 to 8 bytes"),
         (good_instance(addresses=["nonsense"]), "f.yaml: instances.a.addresses:"),
+        (good_instance(accept=False), "f.yaml: instance a: accept: false is not enforced"),
+        (good_instance(routes=[{"via": "10.0.0.9"}]), "f.yaml: instances.a.routes[0]: missing"),
+        (good_instance(routes=[{"to": "10.9.0.0/16", "gw": "x"}]),
+         "f.yaml: instances.a.routes[0]: unknown key 'gw'"),
+        (good_instance(routes=[{"to": "fd00::/8"}]), "f.yaml: instance a: routes: a route"),
+        (good_instance(routes=[{"to": "10.9.0.0/16", "metric": -1}]),
+         "f.yaml: instances.a.routes[0].metric: expected an integer"),
     ],
 )  # fmt: skip
 def test_instance_errors_name_file_instance_and_key(entry: object, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_instances({"instances": {"a": entry}}, "f.yaml")
     assert str(err.value).startswith(message)
+
+
+def test_routes_are_parsed() -> None:
+    routes = [{"to": "default", "via": "10.0.0.254", "metric": 5, "table": 100}]
+    (config,) = parse_instances({"instances": {"a": good_instance(routes=routes)}}, "f.yaml")
+    (route,) = config.routes
+    assert str(route.to) == "0.0.0.0/0" and str(route.via) == "10.0.0.254"
+    assert (route.metric, route.table) == (5, 100)
 
 
 def test_duplicate_vrid_on_one_interface_is_refused() -> None:

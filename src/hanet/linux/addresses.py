@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -64,6 +65,30 @@ async def add_address(ipr: AsyncIPRoute, index: int, iface: IPInterface) -> None
     except NetlinkError as exc:
         if exc.code != errno.EEXIST:
             raise
+
+
+async def add_route(ipr: AsyncIPRoute, index: int, route: Any) -> None:
+    """``replace``, so that a route a crashed run left behind is simply taken over."""
+    await ipr.route("replace", **_route_spec(index, route))
+
+
+async def remove_route(ipr: AsyncIPRoute, index: int, route: Any) -> None:
+    try:
+        await ipr.route("del", **_route_spec(index, route))
+    except NetlinkError as exc:
+        if exc.code not in (errno.ESRCH, errno.ENOENT, errno.ENODEV):
+            raise
+
+
+def _route_spec(index: int, route: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {"dst": str(route.to), "oif": index}
+    if route.via is not None:
+        spec["gateway"] = str(route.via)
+    if route.metric is not None:
+        spec["priority"] = route.metric
+    if route.table is not None:
+        spec["table"] = route.table
+    return spec
 
 
 async def remove_address(ipr: AsyncIPRoute, index: int, iface: IPInterface) -> None:

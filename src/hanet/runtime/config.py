@@ -23,6 +23,46 @@ class ConfigError(ValueError):
     pass
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+ROUTE_KEYS = {"to", "via", "metric", "table"}
+
+
+@dataclass(frozen=True)
+class VirtualRoute:
+    """A route that follows mastership, like keepalived's virtual_routes."""
+
+    to: IPNetwork
+    via: IPAddr | None = None
+    metric: int | None = None
+    table: int | None = None
+
+    @classmethod
+    def parse(cls, entry: Any, where: str) -> VirtualRoute:
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping with keys {sorted(ROUTE_KEYS)}")
+        unknown = sorted(set(entry) - ROUTE_KEYS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r}")
+        if "to" not in entry:
+            raise ConfigError(f"{where}: missing key 'to'")
+        try:
+            to = str(entry["to"])
+            network = ipaddress.ip_network("0.0.0.0/0" if to == "default" else to)
+            via = ipaddress.ip_address(str(entry["via"])) if "via" in entry else None
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        for key, top in (("metric", 2**32 - 1), ("table", 2**32 - 1)):
+            value = entry.get(key)
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top
+            ):
+                raise ConfigError(f"{where}.{key}: expected an integer 0..{top}")
+        if via is not None and via.version != network.version:
+            raise ConfigError(f"{where}: 'via' and 'to' are of different IP families")
+        return cls(network, via, entry.get("metric"), entry.get("table"))
+
+
 @dataclass(frozen=True)
 class InstanceConfig:
     name: str
@@ -41,6 +81,7 @@ class InstanceConfig:
     garp_refresh_delay: float = 5.0
     lower_prio_no_advert: bool = False
     netns: str | None = None
+    routes: tuple[VirtualRoute, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"instance {self.name}"
@@ -49,6 +90,12 @@ class InstanceConfig:
         families = {a.version for a in self.addresses}
         if len(families) != 1:
             raise ConfigError(f"{where}: addresses: IPv4 and IPv6 need separate instances")
+        if not self.accept and self.priority != 255:
+            # Refused rather than ignored: Accept_Mode false needs packet filters that drop
+            # traffic to the VIPs, which come with hanet vrrpd's no_accept / vrrp_strict.
+            raise ConfigError(f"{where}: accept: false is not enforced yet; leave accept on")
+        if any(r.to.version != self.family for r in self.routes):
+            raise ConfigError(f"{where}: routes: a route of the other IP family")
         if self.family == 6 and self.version == 2:
             raise ConfigError(f"{where}: version: VRRPv2 is IPv4 only, use version 3")
         if self.auth_pass is not None and self.version != 2:
@@ -98,6 +145,10 @@ _TYPES: dict[str, tuple[type, ...]] = {
 
 
 def _convert(name: str, value: Any, where: str) -> Any:
+    if name == "routes":
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list of routes")
+        return tuple(VirtualRoute.parse(entry, f"{where}[{i}]") for i, entry in enumerate(value))
     if name == "addresses":
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list of addresses")

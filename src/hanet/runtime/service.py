@@ -60,7 +60,8 @@ class Counters:
     adverts_sent: int = 0
     adverts_received: int = 0
     transitions: int = 0
-    drops: Counter[str] = field(default_factory=Counter)
+    drops: Counter[str] = field(default_factory=Counter)  # received packets, by reason
+    errors: Counter[str] = field(default_factory=Counter)  # our own sends and netlink calls
 
 
 class Link:
@@ -155,6 +156,7 @@ class Instance:
             "adverts_sent": self.counters.adverts_sent,
             "adverts_received": self.counters.adverts_received,
             "drops": dict(self.counters.drops),
+            "errors": dict(self.counters.errors),
         }
 
 
@@ -283,7 +285,7 @@ class VrrpService:
         try:
             link.socket.send(instance.message(priority), link.primary, instance.group)
         except OSError as exc:
-            instance.counters.drops["send_error"] += 1
+            instance.counters.errors["send"] += 1
             log.warning("%s: advert not sent: %s", instance.name, exc)
             return
         instance.counters.adverts_sent += 1
@@ -301,24 +303,34 @@ class VrrpService:
             instance.address_task = self.loop.create_task(self._sync_addresses(instance))
 
     async def _sync_addresses(self, instance: Instance) -> None:
-        link = instance.link
         try:
             while instance.has_addresses != instance.wants_addresses:
                 adding = instance.wants_addresses
-                change = netaddr.add_address if adding else netaddr.remove_address
-                for iface in instance.config.addresses:
-                    if link.ipr is None:
-                        return
-                    try:
-                        await change(link.ipr, link.facts.index, iface)
-                    except Exception as exc:  # a netlink failure must not stop the protocol
-                        log.error("%s: %s %s failed: %s", instance.name,
-                                  "adding" if adding else "removing", iface, exc)  # fmt: skip
+                await self._change_addresses(instance, adding)
                 instance.has_addresses = adding
                 if adding and instance.wants_addresses:
                     self._announced(instance)
         finally:
             instance.address_task = None
+
+    async def _change_addresses(self, instance: Instance, adding: bool) -> None:
+        """Addresses before routes on the way up, routes before addresses on the way down."""
+        link = instance.link
+        steps: list[tuple[Any, Any]] = []
+        address_op = netaddr.add_address if adding else netaddr.remove_address
+        route_op = netaddr.add_route if adding else netaddr.remove_route
+        addresses = [(address_op, a) for a in instance.config.addresses]
+        routes = [(route_op, r) for r in instance.config.routes]
+        steps = addresses + routes if adding else routes + addresses
+        for operation, item in steps:
+            if link.ipr is None:
+                return
+            try:
+                await operation(link.ipr, link.facts.index, item)
+            except Exception as exc:  # a netlink failure must not stop the protocol
+                instance.counters.errors["netlink"] += 1
+                log.error("%s: %s %s failed: %s", instance.name,
+                          "adding" if adding else "removing", item, exc)  # fmt: skip
 
     def _announced(self, instance: Instance) -> None:
         self._announce(instance, instance.config.garp_repeat)

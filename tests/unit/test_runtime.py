@@ -1,0 +1,137 @@
+"""The runtime's dispatch and address reconciliation, with fake sockets and netlink."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from types import SimpleNamespace
+from typing import Any
+
+from hanet.linux.addresses import InterfaceFacts
+from hanet.runtime.config import InstanceConfig, VirtualRoute
+from hanet.runtime.service import Instance, Link, VrrpService
+from hanet.vrrp import Advertisement, encode_ip_packet
+
+PRIMARY = ipaddress.IPv4Address("10.0.0.1")
+
+
+class FakeNetlink:
+    """Records calls; each one yields to the loop, as a real netlink round trip would."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    async def addr(self, op: str, **kw: Any) -> None:
+        await asyncio.sleep(0)
+        self.calls.append((f"addr {op}", kw["address"]))
+
+    async def route(self, op: str, **kw: Any) -> None:
+        await asyncio.sleep(0)
+        self.calls.append((f"route {op}", kw["dst"]))
+
+    def close(self) -> None:
+        pass
+
+
+class FakeSocket:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, message: bytes, source: Any, destination: Any) -> None:
+        self.sent.append(message)
+
+    def close(self) -> None:
+        pass
+
+
+def make_service(*configs: InstanceConfig) -> tuple[VrrpService, Link]:
+    service = VrrpService(list(configs))
+    link = Link(None, "eth0", 4)
+    link.ipr = FakeNetlink()  # type: ignore[assignment]
+    link.socket = FakeSocket()  # type: ignore[assignment]
+    link.announcer = SimpleNamespace(announce=lambda ip: None, close=lambda: None)  # type: ignore[assignment]
+    link.facts = InterfaceFacts("eth0", 2, "02:00:00:00:00:01", PRIMARY, None)
+    link.primary = PRIMARY
+    for config in configs:
+        instance = Instance(config, link)
+        link.instances[config.vrid] = instance
+        service.instances.append(instance)
+    return service, link
+
+
+def config(vrid: int = 1, **kw: Any) -> InstanceConfig:
+    base: dict[str, Any] = dict(
+        name=f"vr{vrid}", interface="eth0", vrid=vrid, priority=100,
+        addresses=(ipaddress.ip_interface(f"10.0.0.{100 + vrid}/24"),), advert_int=0.1,
+        garp_refresh_delay=0,
+    )  # fmt: skip
+    base.update(kw)
+    return InstanceConfig(**base)
+
+
+def advert(vrid: int, **kw: Any) -> bytes:
+    base: dict[str, Any] = dict(
+        version=3, vrid=vrid, priority=200, addresses=(ipaddress.IPv4Address("10.0.0.200"),),
+        advert_int_cs=10, source=ipaddress.IPv4Address("10.0.0.9"),
+        destination=ipaddress.IPv4Address("224.0.0.18"),
+    )  # fmt: skip
+    base.update(kw)
+    return encode_ip_packet(Advertisement(**base))
+
+
+def test_flapping_never_interleaves_netlink_and_ends_in_the_last_wanted_state() -> None:
+    route = VirtualRoute(ipaddress.ip_network("10.9.0.0/16"))
+    service, link = make_service(config(routes=(route,)))
+    (instance,) = service.instances
+
+    async def flap() -> None:
+        service.loop = asyncio.get_running_loop()
+        from hanet.vrrp import ReleaseAddresses, TakeAddresses
+
+        for _ in range(3):
+            service._apply(instance, [TakeAddresses(True)])
+            service._apply(instance, [ReleaseAddresses()])
+        service._apply(instance, [TakeAddresses(True)])
+        while instance.address_task is not None:
+            await asyncio.sleep(0)
+
+    asyncio.run(flap())
+    calls = link.ipr.calls  # type: ignore[union-attr]
+    # Whole add/remove rounds only, addresses before routes going up, routes first going down.
+    rounds = [calls[i : i + 2] for i in range(0, len(calls), 2)]
+    for chunk in rounds:
+        assert chunk in (
+            [("addr add", "10.0.0.101"), ("route replace", "10.9.0.0/16")],
+            [("route del", "10.9.0.0/16"), ("addr del", "10.0.0.101")],
+        )
+    assert rounds[-1][0] == ("addr add", "10.0.0.101")
+    assert instance.has_addresses is True
+
+
+def test_packets_for_no_instance_are_counted_on_every_instance_of_the_link() -> None:
+    service, link = make_service(config(1), config(2))
+    service._on_packet(link, advert(9), 0.0)
+    service._on_packet(link, advert(1)[:-1], 0.0)
+    for instance in service.instances:
+        assert instance.counters.drops == {"vrid_not_ours": 1, "truncated": 1}
+
+
+def test_policy_drops_are_counted_on_the_instance_only() -> None:
+    service, link = make_service(
+        config(1, version=2, advert_int=1.0, auth_pass="secret"), config(2)
+    )
+    service._on_packet(link, advert(1, version=2, advert_int_cs=100, auth_type=1,
+                                    auth_data=b"wrong"), 0.0)  # fmt: skip
+    service._on_packet(link, advert(1, version=2, advert_int_cs=200, auth_type=1,
+                                    auth_data=b"secret"), 0.0)  # fmt: skip
+    first, second = service.instances
+    assert first.counters.drops == {"auth_mismatch": 1, "interval_mismatch": 1}
+    assert second.counters.drops == {}
+    assert first.counters.adverts_received == 0
+
+
+def test_adverts_are_encoded_once_per_priority() -> None:
+    service, link = make_service(config(1))
+    (instance,) = service.instances
+    assert instance.message(100) is instance.message(100)
+    assert instance.message(0) != instance.message(100)
