@@ -131,7 +131,7 @@ def test_policy_drops_are_counted_on_the_instance_only() -> None:
 
 
 def test_adverts_are_encoded_once_per_priority() -> None:
-    service, link = make_service(config(1))
+    service, _ = make_service(config(1))
     (instance,) = service.instances
     assert instance.message(100) is instance.message(100)
     assert instance.message(0) != instance.message(100)
