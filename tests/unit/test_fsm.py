@@ -137,7 +137,10 @@ def test_priority_zero_makes_backup_wait_skew_time_only_6_4_2() -> None:
     m = machine(priority=100)
     m.handle(Startup(), 0.0)
     m.handle(advert(0), 2.0)
-    assert m.next_deadline() == pytest.approx(2.0 + (256 - 100) / 256 * 1.0)
+    deadline = m.next_deadline()
+    assert deadline == pytest.approx(2.0 + (256 - 100) / 256 * 1.0)
+    changes = [a for a in m.handle(Timeout(), deadline) if isinstance(a, StateChanged)]
+    assert changes[0].reason == "master left (priority 0) and Skew_Time passed"
 
 
 def test_master_sends_advert_every_interval_6_4_3() -> None:

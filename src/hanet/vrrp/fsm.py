@@ -151,6 +151,7 @@ class VrrpMachine:
     preempt_not_before: float | None = field(default=None, init=False)
     master_address: IPAddress | None = field(default=None, init=False)
     master_priority: int | None = field(default=None, init=False)
+    master_resigned: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.master_adver_interval_cs = self.params.advert_int_cs
@@ -229,7 +230,12 @@ class VrrpMachine:
     def _timeout(self, now: float) -> list[Action]:
         if self._state is State.BACKUP:
             if self.master_down_deadline is not None and now >= self.master_down_deadline:
-                return self._become_master(now, "master down timer expired")
+                reason = (
+                    "master left (priority 0) and Skew_Time passed"
+                    if self.master_resigned
+                    else "master down timer expired"
+                )
+                return self._become_master(now, reason)
             return []
         if self.adver_deadline is not None and now >= self.adver_deadline:
             self.adver_deadline = now + self.advert_interval
@@ -242,6 +248,7 @@ class VrrpMachine:
         self.master_address = self.params.primary_address
         self.master_priority = self.params.priority
         self.preempt_not_before = None
+        self.master_resigned = False
         change = self._move(State.MASTER, reason)
         return [SendAdvert(self.params.priority), TakeAddresses(self.params.accept_mode), change]
 
@@ -252,6 +259,7 @@ class VrrpMachine:
             # The master is leaving: take over after Skew_Time only.
             self.master_down_deadline = now + self.skew_time
             self.master_address = None
+            self.master_resigned = True
             return []
         if self._accepts_master(advert, now):
             if self.params.version == 3:
@@ -259,6 +267,7 @@ class VrrpMachine:
             self.master_down_deadline = now + self.master_down_interval
             self.master_address = advert.source
             self.master_priority = advert.priority
+            self.master_resigned = False
         # Otherwise: a lower-priority master that we will preempt when the timer expires.
         return []
 
