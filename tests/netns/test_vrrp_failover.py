@@ -144,3 +144,18 @@ def test_virtual_routes_follow_mastership(lan, daemons) -> None:
     r2.wait_master(VIP4)
     wait_until(lambda: has_routes("r2"), 5, "r2's virtual routes")
     assert not has_routes("r1")
+
+
+def test_one_process_serves_instances_in_several_namespaces(lan, daemons) -> None:
+    """Like one vrrpd per node for many router namespaces: sockets are opened per namespace."""
+    one = daemons("hanet", lan, "r3", {
+        "in_r1": instance(priority=200, netns=lan.ns("r1")),
+        "in_r2": instance(priority=100, netns=lan.ns("r2")),
+    })  # fmt: skip
+    wait_until(lambda: one.status().get("in_r2", {}).get("master") == "10.0.0.1", 10,
+               "the r2 instance to follow the r1 instance")  # fmt: skip
+    assert one.status()["in_r1"]["state"] == "MASTER"
+    wait_client_uses(lan, VIP4, "r1")
+    lan.cut("r1")
+    wait_until(lambda: one.status().get("in_r2", {}).get("state") == "MASTER", 10, "take-over")
+    wait_client_uses(lan, VIP4, "r2")
