@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hanet.lab.daemons import wait_until
-from tests.netns.helpers import VIP4, VIP6, instance, reaches, wait_client_uses
+from tests.netns.helpers import VIP4, VIP6, instance, mac_of, reaches, wait_client_uses
 
 
 def test_election_by_priority(lan, daemons) -> None:
@@ -159,3 +159,21 @@ def test_one_process_serves_instances_in_several_namespaces(lan, daemons) -> Non
     lan.cut("r1")
     wait_until(lambda: one.status().get("in_r2", {}).get("state") == "MASTER", 10, "take-over")
     wait_client_uses(lan, VIP4, "r2")
+
+
+@pytest.mark.parametrize("accept", [True, False])
+def test_accept_mode(lan, daemons, accept: bool) -> None:
+    """RFC 5798 §6.4.3: without Accept_Mode a non-owner master drops traffic to the VIP,
+    but still answers ARP for it."""
+    r1 = daemons("hanet", lan, "r1", {"vr": instance(priority=200, accept=accept)})
+    r1.wait_master(VIP4)
+    wait_until(lambda: mac_of(lan, "r1") in neighbour(lan, VIP4), 10, "ARP for the VIP")
+    assert reaches(lan, "c", VIP4) is accept
+    assert reaches(lan, "c", "10.0.0.1")  # the router's own address is not filtered
+    r1.stop()
+    assert "hanet" not in lan.run("r1", ["nft", "list", "ruleset"]).stdout
+
+
+def neighbour(lan, address: str) -> str:  # type: ignore[no-untyped-def]
+    lan.run("c", ["ping", "-c1", "-W1", address], check=False)  # resolves it, reply or not
+    return lan.run("c", ["ip", "neigh", "show", address]).stdout

@@ -80,7 +80,6 @@ def good_instance(**extra: object) -> dict[str, object]:
         (good_instance(version=2, advert_int=1, auth_pass="123456789"),
          "f.yaml: instance a: auth_pass: 1 to 8 bytes"),
         (good_instance(addresses=["nonsense"]), "f.yaml: instances.a.addresses:"),
-        (good_instance(accept=False), "f.yaml: instance a: accept: false is not enforced"),
         (good_instance(routes=[{"via": "10.0.0.9"}]), "f.yaml: instances.a.routes[0]: missing"),
         (good_instance(routes=[{"to": "10.9.0.0/16", "gw": "x"}]),
          "f.yaml: instances.a.routes[0]: unknown key 'gw'"),

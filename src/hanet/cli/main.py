@@ -45,12 +45,13 @@ def vrrp() -> None:
 @click.option("--nopreempt", is_flag=True)
 @click.option("--preempt-delay", type=float, default=0.0)
 @click.option("--auth-pass", help="VRRPv2 simple password (up to 8 bytes).")
+@click.option("--no-accept", is_flag=True, help="Accept_Mode off: drop traffic to the VIPs.")
 @click.option("--garp-repeat", type=int, default=5, show_default=True)
 @click.option("--garp-refresh-delay", type=float, default=5.0, show_default=True)
 @click.option("--status-file", type=click.Path(path_type=Path))
 def vrrp_run(config_file: Path | None, name: str, interface: str | None, vrid: int | None,
              priority: int, vips: tuple[str, ...], vrrp_version: str, advert_int: float,
-             nopreempt: bool, preempt_delay: float, auth_pass: str | None,
+             nopreempt: bool, preempt_delay: float, auth_pass: str | None, no_accept: bool,
              garp_repeat: int, garp_refresh_delay: float,
              status_file: Path | None) -> None:  # fmt: skip
     """Run VRRP instances in the foreground (SIGTERM: priority 0, then exit)."""
@@ -71,7 +72,7 @@ def vrrp_run(config_file: Path | None, name: str, interface: str | None, vrid: i
                     name=name, interface=interface, vrid=vrid, priority=priority,
                     addresses=addresses, version=int(vrrp_version), advert_int=advert_int,
                     preempt=not nopreempt, preempt_delay=preempt_delay, auth_pass=auth_pass,
-                    garp_repeat=garp_repeat,
+                    accept=not no_accept, garp_repeat=garp_repeat,
                     garp_refresh_delay=garp_refresh_delay,
                 )
             ]  # fmt: skip

@@ -90,10 +90,6 @@ class InstanceConfig:
         families = {a.version for a in self.addresses}
         if len(families) != 1:
             raise ConfigError(f"{where}: addresses: IPv4 and IPv6 need separate instances")
-        if not self.accept and self.priority != 255:
-            # Refused rather than ignored: Accept_Mode false needs packet filters that drop
-            # traffic to the VIPs, which come with hanet vrrpd's no_accept / vrrp_strict.
-            raise ConfigError(f"{where}: accept: false is not enforced yet; leave accept on")
         if any(r.to.version != self.family for r in self.routes):
             raise ConfigError(f"{where}: routes: a route of the other IP family")
         if self.family == 6 and self.version == 2:
@@ -114,6 +110,11 @@ class InstanceConfig:
     @property
     def family(self) -> int:
         return self.addresses[0].version
+
+    @property
+    def filters_traffic(self) -> bool:
+        """Accept_Mode off: a non-owner master drops traffic to its VIPs (RFC 5798 §6.4.3)."""
+        return not self.accept and self.priority != 255
 
     @property
     def advert_int_cs(self) -> int:

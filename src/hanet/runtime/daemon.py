@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from hanet.linux.accept_filter import FilterError
 from hanet.runtime.config import InstanceConfig
 from hanet.runtime.service import Instance, VrrpService
 from hanet.vrrp import StateChanged
@@ -72,7 +73,7 @@ def run(configs: list[InstanceConfig], status_file: Path | None = None) -> int:
     service.listeners.append(_event_printer(sys.stdout))
     try:
         asyncio.run(_serve(service, status_file))
-    except (LookupError, OSError) as exc:
+    except (LookupError, OSError, FilterError) as exc:
         print(f"hanet vrrp: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -19,6 +19,7 @@ from typing import Any
 
 from pyroute2 import AsyncIPRoute
 
+from hanet.linux import accept_filter
 from hanet.linux import addresses as netaddr
 from hanet.linux.announce_socket import Announcer
 from hanet.linux.netns import inside
@@ -120,6 +121,10 @@ class Instance:
         return self.config.name
 
     @property
+    def filter_chain(self) -> str:
+        return accept_filter.chain_name(self.config.interface, self.config.vrid, self.config.family)
+
+    @property
     def group(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         return GROUP_V4 if self.config.family == 4 else GROUP_V6
 
@@ -184,7 +189,13 @@ class VrrpService:
                 instance = Instance(config, link)
                 link.instances[config.vrid] = instance
                 self.instances.append(instance)
+            for instance in self.instances:
+                if instance.config.filters_traffic:
+                    await accept_filter.install(
+                        instance.config.netns, instance.filter_chain, instance.config.addresses
+                    )
         except BaseException:
+            await self._remove_filters()
             self.close()
             raise
         for link in self.links.values():
@@ -208,7 +219,16 @@ class VrrpService:
                     handle.cancel()
         tasks = [i.address_task for i in self.instances if i.address_task is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._remove_filters()
         self.close()
+
+    async def _remove_filters(self) -> None:
+        for instance in self.instances:
+            if instance.config.filters_traffic:
+                try:
+                    await accept_filter.remove(instance.config.netns, instance.filter_chain)
+                except accept_filter.FilterError as exc:
+                    log.error("%s: %s", instance.name, exc)
 
     def close(self) -> None:
         for link in self.links.values():
