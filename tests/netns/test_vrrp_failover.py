@@ -177,3 +177,17 @@ def test_accept_mode(lan, daemons, accept: bool) -> None:
 def neighbour(lan, address: str) -> str:  # type: ignore[no-untyped-def]
     lan.run("c", ["ping", "-c1", "-W1", address], check=False)  # resolves it, reply or not
     return lan.run("c", ["ip", "neigh", "show", address]).stdout
+
+
+def test_sighup_keeps_the_master(lan, daemons) -> None:
+    import signal
+
+    r1 = daemons("hanet", lan, "r1", {"vr": instance(priority=200)})
+    r2 = daemons("hanet", lan, "r2", {"vr": instance(priority=100)})
+    r1.wait_master(VIP4)
+    wait_until(lambda: r2.status().get("vr", {}).get("master") == "10.0.0.1", 5, "backup")
+    r1.proc.send_signal(signal.SIGHUP)
+    received = r2.status()["vr"]["adverts_received"]
+    wait_until(lambda: r2.status()["vr"]["adverts_received"] >= received + 10, 5, "adverts")
+    assert r1.proc.poll() is None and r1.holds(VIP4)
+    assert r2.status()["vr"]["transitions"] == 1  # INITIALIZE -> BACKUP only

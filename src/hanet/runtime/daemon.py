@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -22,6 +23,7 @@ from hanet.runtime.service import Instance, VrrpService
 from hanet.vrrp import StateChanged
 
 STATUS_PERIOD = 1.0
+log = logging.getLogger(__name__)
 
 
 def _event_printer(out: TextIO):  # type: ignore[no-untyped-def]
@@ -53,6 +55,9 @@ async def _serve(service: VrrpService, status_file: Path | None) -> None:
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    # Without a handler SIGHUP would kill the process with no priority-0 advert. Reloading
+    # comes with hanet vrrpd; until then a HUP changes nothing.
+    loop.add_signal_handler(signal.SIGHUP, log.warning, "SIGHUP ignored: no reload here yet")
     if status_file is not None:
         service.listeners.append(lambda _i, _c: write_status(service, status_file))
     try:

@@ -240,7 +240,13 @@ class VrrpService:
     def _on_readable(self, link: Link) -> None:
         assert self.loop is not None and link.socket is not None
         for _ in range(64):  # bounded, so that one busy link cannot starve the timers
-            packet = link.socket.receive()
+            try:
+                packet = link.socket.receive()
+            except OSError as exc:  # e.g. the interface went away; the error is consumed
+                for instance in link.instances.values():
+                    instance.counters.errors["receive"] += 1
+                log.warning("%s: receive failed: %s", link.ifname, exc)
+                return
             if packet is None:
                 return
             self._on_packet(link, packet, self.loop.time())
