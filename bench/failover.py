@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hanet.lab.daemons import Daemon, HanetVrrp, Keepalived, wait_until
+from hanet.lab.daemons import Daemon, HanetVrrp, Keepalived, keepalived_conf, wait_until
 from hanet.lab.lab import Lab
 from hanet.lab.probe import Pinger
 from hanet.lab.pytest_plugin import unique_prefix
@@ -56,11 +56,8 @@ def hanet_config(case: Case, priority: int) -> dict[str, object]:
 
 
 def keepalived_config(case: Case, priority: int) -> str:
-    return (
-        f"global_defs {{\n  vrrp_version {case.version}\n}}\n"
-        "vrrp_instance VI_1 {\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n"
-        f"  priority {priority}\n  advert_int {case.advert_int}\n"
-        f"  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
+    return keepalived_conf(
+        version=case.version, priority=priority, vip=f"{VIP}/24", advert_int=case.advert_int
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from hanet.lab.daemons import keepalived_available, wait_until
+from hanet.lab.daemons import keepalived_conf as render_keepalived
 from tests.netns.helpers import VIP4, VIP6, instance, wait_client_uses
 
 pytestmark = pytest.mark.skipif(not keepalived_available(), reason="keepalived not installed")
@@ -19,16 +20,7 @@ VERSIONS = {
 
 
 def keepalived_conf(version: int, priority: int, vip: str = f"{VIP4}/24") -> str:
-    opts = VERSIONS[version]
-    auth = ""
-    if "auth_pass" in opts:
-        auth = f"  authentication {{\n    auth_type PASS\n    auth_pass {opts['auth_pass']}\n  }}\n"
-    return (
-        f"global_defs {{\n  vrrp_version {version}\n}}\n"
-        "vrrp_instance VI_1 {\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n"
-        f"  priority {priority}\n  advert_int {opts['advert_int']}\n{auth}"
-        f"  virtual_ipaddress {{\n    {vip}\n  }}\n}}\n"
-    )
+    return render_keepalived(version=version, priority=priority, vip=vip, **VERSIONS[version])
 
 
 def hanet_conf(version: int, priority: int, vip: str = f"{VIP4}/24") -> dict[str, Any]:

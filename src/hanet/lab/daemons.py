@@ -129,6 +129,22 @@ def keepalived_available() -> bool:
     return shutil.which("keepalived") is not None or Path("/usr/sbin/keepalived").exists()
 
 
+def keepalived_conf(
+    *, version: int, priority: int, vip: str, advert_int: float, vrid: int = 51,
+    interface: str = "eth0", auth_pass: str | None = None,
+) -> str:  # fmt: skip
+    """One vrrp_instance in keepalived.conf syntax, in state BACKUP (keepalived's advice)."""
+    auth = ""
+    if auth_pass is not None:
+        auth = f"  authentication {{\n    auth_type PASS\n    auth_pass {auth_pass}\n  }}\n"
+    return (
+        f"global_defs {{\n  vrrp_version {version}\n}}\n"
+        f"vrrp_instance VI_{vrid} {{\n  state BACKUP\n  interface {interface}\n"
+        f"  virtual_router_id {vrid}\n  priority {priority}\n  advert_int {advert_int}\n{auth}"
+        f"  virtual_ipaddress {{\n    {vip}\n  }}\n}}\n"
+    )
+
+
 class Keepalived(Daemon):
     """A real keepalived in a lab host, with its own pid files so several can run."""
 
