@@ -153,8 +153,10 @@ def test_lvs_sections_are_reported_not_dropped(tmp_path: Path) -> None:
 
 
 def test_vrrp_strict_restrictions(tmp_path: Path) -> None:
-    text = "global_defs {\n vrrp_strict\n}\nvrrp_instance A {\n interface eth0\n" \
-           " virtual_router_id 1\n authentication {\n auth_type PASS\n auth_pass x\n }\n}\n"  # fmt: skip
+    text = (
+        "global_defs {\n vrrp_strict\n}\nvrrp_instance A {\n interface eth0\n"
+        " virtual_router_id 1\n authentication {\n auth_type PASS\n auth_pass x\n }\n}\n"
+    )
     errors = errors_of(tmp_path, text)
     assert any("vrrp_strict forbids an instance with no virtual_ipaddress" in e for e in errors)
     assert any("vrrp_strict forbids authentication" in e for e in errors)

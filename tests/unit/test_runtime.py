@@ -7,8 +7,8 @@ import ipaddress
 from types import SimpleNamespace
 from typing import Any
 
-from hanet.linux.addresses import InterfaceFacts
-from hanet.runtime.config import InstanceConfig, VirtualRoute
+from hanet.linux.addresses import DeviceIndex, InterfaceFacts
+from hanet.runtime.config import InstanceConfig, VirtualAddress, VirtualRoute
 from hanet.runtime.service import Instance, Link, VrrpService
 from hanet.vrrp import Advertisement, encode_ip_packet
 
@@ -50,6 +50,8 @@ def make_service(*configs: InstanceConfig) -> tuple[VrrpService, Link]:
     link.ipr = FakeNetlink()  # type: ignore[assignment]
     link.socket = FakeSocket()  # type: ignore[assignment]
     link.announcer = SimpleNamespace(announce=lambda ip: None, close=lambda: None)  # type: ignore[assignment]
+    link.announcers = {"eth0": link.announcer}  # type: ignore[dict-item]
+    link.devices = DeviceIndex(link.ipr, {"eth0": 2})
     link.facts = InterfaceFacts("eth0", 2, "02:00:00:00:00:01", PRIMARY, None)
     link.primary = PRIMARY
     for config in configs:
@@ -62,7 +64,7 @@ def make_service(*configs: InstanceConfig) -> tuple[VrrpService, Link]:
 def config(vrid: int = 1, **kw: Any) -> InstanceConfig:
     base: dict[str, Any] = dict(
         name=f"vr{vrid}", interface="eth0", vrid=vrid, priority=100,
-        addresses=(ipaddress.ip_interface(f"10.0.0.{100 + vrid}/24"),), advert_int=0.1,
+        vips=(VirtualAddress(ipaddress.ip_interface(f"10.0.0.{100 + vrid}/24")),), advert_int=0.1,
         garp_refresh_delay=0,
     )  # fmt: skip
     base.update(kw)

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from hanet.cli.lab_commands import lab
-from hanet.runtime.config import ConfigError, InstanceConfig, load_instances
+from hanet.runtime.config import ConfigError, InstanceConfig, VirtualAddress, load_instances
 
 
 @click.group()
@@ -64,13 +64,13 @@ def vrrp_run(config_file: Path | None, name: str, interface: str | None, vrid: i
             if interface is None or vrid is None or not vips:
                 raise click.UsageError("give --config, or --interface, --vrid and --vip")
             try:
-                addresses = tuple(ipaddress.ip_interface(v) for v in vips)
+                addresses = tuple(VirtualAddress(ipaddress.ip_interface(v)) for v in vips)
             except ValueError as exc:
                 raise ConfigError(f"--vip: {exc}") from None
             configs = [
                 InstanceConfig(
                     name=name, interface=interface, vrid=vrid, priority=priority,
-                    addresses=addresses, version=int(vrrp_version), advert_int=advert_int,
+                    vips=addresses, version=int(vrrp_version), advert_int=advert_int,
                     preempt=not nopreempt, preempt_delay=preempt_delay, auth_pass=auth_pass,
                     accept=not no_accept, garp_repeat=garp_repeat,
                     garp_refresh_delay=garp_refresh_delay,

@@ -56,8 +56,39 @@ async def interface_facts(ipr: AsyncIPRoute, ifname: str, exclude: set[str]) -> 
     return InterfaceFacts(ifname, index, mac, primary_v4, link_local)
 
 
-async def add_address(ipr: AsyncIPRoute, index: int, iface: IPInterface) -> None:
-    extra = {"flags": IFA_F_NODAD} if iface.version == 6 else {}  # a VIP is usable at once
+SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
+PROTOCOLS = {"unspec": 0, "redirect": 1, "kernel": 2, "boot": 3, "static": 4}
+ROUTE_TYPES = {"unicast": 1, "blackhole": 6, "unreachable": 7, "prohibit": 8, "throw": 9}
+
+
+class DeviceIndex:
+    """Interface names to indexes in one namespace, looked up when first needed: a device
+    named in the config (a Neutron qr- port, say) may appear after the daemon started."""
+
+    def __init__(self, ipr: AsyncIPRoute, known: dict[str, int]) -> None:
+        self.ipr, self.known = ipr, dict(known)
+
+    async def index(self, name: str) -> int:
+        if name not in self.known:
+            found = await self.ipr.link_lookup(ifname=name)
+            if not found:
+                raise InterfaceNotFound(f"no interface {name!r}")
+            self.known[name] = found[0]
+        return self.known[name]
+
+    def forget(self, name: str) -> None:
+        self.known.pop(name, None)
+
+
+async def add_address(ipr: AsyncIPRoute, index: int, vip: Any) -> None:
+    iface = vip.address
+    extra: dict[str, Any] = {"flags": IFA_F_NODAD} if iface.version == 6 else {}
+    if vip.broadcast is not None:
+        extra["broadcast"] = vip.broadcast
+    if vip.scope is not None:
+        extra["scope"] = SCOPES[vip.scope]
+    if vip.label is not None:
+        extra["label"] = vip.label
     try:
         await ipr.addr(
             "add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen, **extra
@@ -67,12 +98,21 @@ async def add_address(ipr: AsyncIPRoute, index: int, iface: IPInterface) -> None
             raise
 
 
-async def add_route(ipr: AsyncIPRoute, index: int, route: Any) -> None:
+async def remove_address(ipr: AsyncIPRoute, index: int, vip: Any) -> None:
+    iface = vip.address
+    try:
+        await ipr.addr("del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+    except NetlinkError as exc:
+        if exc.code not in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
+            raise
+
+
+async def add_route(ipr: AsyncIPRoute, index: int | None, route: Any) -> None:
     """``replace``, so that a route a crashed run left behind is simply taken over."""
     await ipr.route("replace", **_route_spec(index, route))
 
 
-async def remove_route(ipr: AsyncIPRoute, index: int, route: Any) -> None:
+async def remove_route(ipr: AsyncIPRoute, index: int | None, route: Any) -> None:
     try:
         await ipr.route("del", **_route_spec(index, route))
     except NetlinkError as exc:
@@ -80,20 +120,50 @@ async def remove_route(ipr: AsyncIPRoute, index: int, route: Any) -> None:
             raise
 
 
-def _route_spec(index: int, route: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {"dst": str(route.to), "oif": index}
+def _route_spec(index: int | None, route: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {"dst": str(route.to), "type": ROUTE_TYPES[route.kind]}
+    if index is not None and route.kind == "unicast":
+        spec["oif"] = index
     if route.via is not None:
         spec["gateway"] = str(route.via)
     if route.metric is not None:
         spec["priority"] = route.metric
     if route.table is not None:
         spec["table"] = route.table
+    if route.src is not None:
+        spec["prefsrc"] = str(route.src)
+    if route.scope is not None:
+        spec["scope"] = SCOPES[route.scope]
+    if route.protocol is not None:
+        spec["proto"] = PROTOCOLS.get(route.protocol) or int(route.protocol)
     return spec
 
 
-async def remove_address(ipr: AsyncIPRoute, index: int, iface: IPInterface) -> None:
+async def add_rule(ipr: AsyncIPRoute, rule: Any) -> None:
     try:
-        await ipr.addr("del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        await ipr.rule("add", **_rule_spec(rule))
     except NetlinkError as exc:
-        if exc.code not in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
+        if exc.code != errno.EEXIST:
             raise
+
+
+async def remove_rule(ipr: AsyncIPRoute, rule: Any) -> None:
+    try:
+        await ipr.rule("del", **_rule_spec(rule))
+    except NetlinkError as exc:
+        if exc.code not in (errno.ENOENT, errno.ESRCH):
+            raise
+
+
+def _rule_spec(rule: Any) -> dict[str, Any]:
+    networks = [n for n in (rule.source, rule.destination) if n is not None]
+    spec: dict[str, Any] = {"family": 10 if networks and networks[0].version == 6 else 2}
+    if rule.source is not None:
+        spec.update(src=str(rule.source.network_address), src_len=rule.source.prefixlen)
+    if rule.destination is not None:
+        spec.update(dst=str(rule.destination.network_address), dst_len=rule.destination.prefixlen)
+    if rule.table is not None:
+        spec["table"] = rule.table
+    if rule.priority is not None:
+        spec["priority"] = rule.priority
+    return spec

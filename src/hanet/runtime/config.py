@@ -29,6 +29,19 @@ ROUTE_KEYS = {"to", "via", "metric", "table"}
 
 
 @dataclass(frozen=True)
+class VirtualAddress:
+    """An address that follows mastership. ``advertised``: carried in the adverts (keepalived's
+    virtual_ipaddress) or not (virtual_ipaddress_excluded). ``dev`` None: the VRRP interface."""
+
+    address: IPInterface
+    dev: str | None = None
+    broadcast: str | None = None
+    scope: str | None = None
+    label: str | None = None
+    advertised: bool = True
+
+
+@dataclass(frozen=True)
 class VirtualRoute:
     """A route that follows mastership, like keepalived's virtual_routes."""
 
@@ -36,6 +49,11 @@ class VirtualRoute:
     via: IPAddr | None = None
     metric: int | None = None
     table: int | None = None
+    dev: str | None = None
+    src: IPAddr | None = None
+    scope: str | None = None
+    protocol: str | None = None
+    kind: str = "unicast"
 
     @classmethod
     def parse(cls, entry: Any, where: str) -> VirtualRoute:
@@ -64,12 +82,22 @@ class VirtualRoute:
 
 
 @dataclass(frozen=True)
+class VirtualRule:
+    """A policy rule that follows mastership (keepalived's virtual_rules)."""
+
+    source: IPNetwork | None = None
+    destination: IPNetwork | None = None
+    table: int | None = None
+    priority: int | None = None
+
+
+@dataclass(frozen=True)
 class InstanceConfig:
     name: str
     interface: str
     vrid: int
     priority: int
-    addresses: tuple[IPInterface, ...]
+    vips: tuple[VirtualAddress, ...]
     version: int = 3
     advert_int: float = 1.0
     preempt: bool = True
@@ -82,13 +110,17 @@ class InstanceConfig:
     lower_prio_no_advert: bool = False
     netns: str | None = None
     routes: tuple[VirtualRoute, ...] = ()
+    rules: tuple[VirtualRule, ...] = ()
+    higher_prio_send_advert: bool = False
+    garp_refresh_interval: float = 0.0
+    garp_refresh_repeat: int = 1
 
     def __post_init__(self) -> None:
         where = f"instance {self.name}"
         if not self.addresses:
             raise ConfigError(f"{where}: addresses: at least one virtual address is needed")
         families = {a.version for a in self.addresses}
-        if len(families) != 1:
+        if len(families) > 1:
             raise ConfigError(f"{where}: addresses: IPv4 and IPv6 need separate instances")
         if any(r.to.version != self.family for r in self.routes):
             raise ConfigError(f"{where}: routes: a route of the other IP family")
@@ -106,6 +138,11 @@ class InstanceConfig:
             self.params()
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+
+    @property
+    def addresses(self) -> tuple[IPInterface, ...]:
+        """The addresses the adverts carry."""
+        return tuple(v.address for v in self.vips if v.advertised)
 
     @property
     def family(self) -> int:
@@ -135,6 +172,12 @@ class InstanceConfig:
         )
 
 
+# The YAML file offers the common settings; keepalived.conf (hanet vrrpd) offers all of them.
+YAML_KEYS = {
+    "interface", "vrid", "priority", "addresses", "version", "advert_int", "preempt",
+    "preempt_delay", "accept", "auth_pass", "garp_repeat", "garp_interval",
+    "garp_refresh_delay", "lower_prio_no_advert", "netns", "routes",
+}  # fmt: skip
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
@@ -154,7 +197,7 @@ def _convert(name: str, value: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list of addresses")
         try:
-            return tuple(ipaddress.ip_interface(str(v)) for v in value)
+            return tuple(VirtualAddress(ipaddress.ip_interface(str(v))) for v in value)
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
     kind = {f.name: str(f.type) for f in fields(InstanceConfig)}[name]
@@ -172,7 +215,7 @@ def parse_instances(data: Any, source: str) -> list[InstanceConfig]:
     entries = data["instances"]
     if not isinstance(entries, dict) or not entries:
         raise ConfigError(f"{source}: instances: a mapping of name to settings")
-    known = {f.name for f in fields(InstanceConfig)} - {"name"}
+    known = YAML_KEYS
     required = {"interface", "vrid", "priority", "addresses"}
     result = []
     for name, entry in entries.items():
@@ -187,6 +230,7 @@ def parse_instances(data: Any, source: str) -> list[InstanceConfig]:
         for key in sorted(required - set(entry)):
             raise ConfigError(f"{at}: missing key {key!r}")
         values = {key: _convert(key, value, f"{at}.{key}") for key, value in entry.items()}
+        values["vips"] = values.pop("addresses")
         try:
             result.append(InstanceConfig(name=name, **values))
         except ConfigError as exc:

@@ -10,21 +10,16 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyroute2 import AsyncIPRoute
-
 from hanet.linux import accept_filter
-from hanet.linux import addresses as netaddr
-from hanet.linux.announce_socket import Announcer
-from hanet.linux.netns import inside
-from hanet.linux.vrrp_socket import VrrpSocket
+from hanet.runtime import placement
 from hanet.runtime.config import InstanceConfig
+from hanet.runtime.link import Link
 from hanet.vrrp import (
     AUTH_NONE,
     AUTH_PASS,
@@ -48,7 +43,6 @@ from hanet.vrrp import (
     drop_reason,
     encode_message,
 )
-from hanet.vrrp.announce import mac_bytes
 from hanet.vrrp.receive import VRID_NOT_OURS
 
 log = logging.getLogger(__name__)
@@ -63,37 +57,6 @@ class Counters:
     transitions: int = 0
     drops: Counter[str] = field(default_factory=Counter)  # received packets, by reason
     errors: Counter[str] = field(default_factory=Counter)  # our own sends and netlink calls
-
-
-class Link:
-    """One (namespace, interface, family): its socket, netlink handle and instances."""
-
-    def __init__(self, netns: str | None, ifname: str, family: int) -> None:
-        self.netns, self.ifname, self.family = netns, ifname, family
-        self.instances: dict[int, Instance] = {}
-        self.ipr: AsyncIPRoute | None = None
-        self.socket: VrrpSocket | None = None
-        self.announcer: Announcer | None = None
-
-    async def open(self, vips: set[str]) -> None:
-        self.ipr = await netaddr.open_netlink(self.netns)
-        self.facts = await netaddr.interface_facts(self.ipr, self.ifname, vips)
-        primary = self.facts.primary_v4 if self.family == 4 else self.facts.link_local_v6
-        if primary is None:
-            kind = "an IPv4 address" if self.family == 4 else "an IPv6 link-local address"
-            raise netaddr.InterfaceNotFound(f"{self.ifname} has no {kind} to send adverts from")
-        self.primary: ipaddress.IPv4Address | ipaddress.IPv6Address = primary
-        with inside(self.netns):
-            sock_family = socket.AF_INET if self.family == 4 else socket.AF_INET6
-            self.socket = VrrpSocket(self.ifname, self.facts.index, sock_family)
-            self.announcer = Announcer(self.ifname, self.facts.index, mac_bytes(self.facts.mac))
-            self.announcer.open()
-
-    def close(self) -> None:
-        for part in (self.socket, self.announcer, self.ipr):
-            if part is not None:
-                part.close()
-        self.socket = self.announcer = self.ipr = None
 
 
 class Instance:
@@ -340,23 +303,12 @@ class VrrpService:
             instance.address_task = None
 
     async def _change_addresses(self, instance: Instance, adding: bool) -> None:
-        """Addresses before routes on the way up, routes before addresses on the way down."""
-        link = instance.link
-        steps: list[tuple[Any, Any]] = []
-        address_op = netaddr.add_address if adding else netaddr.remove_address
-        route_op = netaddr.add_route if adding else netaddr.remove_route
-        addresses = [(address_op, a) for a in instance.config.addresses]
-        routes = [(route_op, r) for r in instance.config.routes]
-        steps = addresses + routes if adding else routes + addresses
-        for operation, item in steps:
-            if link.ipr is None:
-                return
-            try:
-                await operation(link.ipr, link.facts.index, item)
-            except Exception as exc:  # a netlink failure must not stop the protocol
-                instance.counters.errors["netlink"] += 1
-                log.error("%s: %s %s failed: %s", instance.name,
-                          "adding" if adding else "removing", item, exc)  # fmt: skip
+        try:
+            await placement.apply(instance.link, instance.config, adding, instance.counters.errors)
+        except Exception as exc:  # a netlink failure must not stop the protocol
+            instance.counters.errors["netlink"] += 1
+            log.error("%s: %s addresses failed: %s", instance.name,
+                      "adding" if adding else "removing", exc)  # fmt: skip
 
     def _announced(self, instance: Instance) -> None:
         self._announce(instance, instance.config.garp_repeat)
@@ -373,16 +325,11 @@ class VrrpService:
             self._announce(instance, instance.config.garp_repeat)
 
     def _announce(self, instance: Instance, count: int, done: int = 0) -> None:
-        announcer = instance.link.announcer
-        if announcer is None or (done and instance.machine.state is not State.MASTER):
+        if done and instance.machine.state is not State.MASTER:
             return
         interval = instance.config.garp_interval
         for sent in range(done, count):
-            for iface in instance.config.addresses:
-                try:
-                    announcer.announce(iface.ip)
-                except OSError as exc:
-                    log.warning("%s: announce %s failed: %s", instance.name, iface.ip, exc)
+            placement.announce(instance.link, instance.config)
             if interval > 0 and sent + 1 < count:
                 assert self.loop is not None
                 self.loop.call_later(interval, self._announce, instance, count, sent + 1)

@@ -1,0 +1,67 @@
+"""One (namespace, interface, family): the VRRP socket, netlink and announcers it shares."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import TYPE_CHECKING
+
+from pyroute2 import AsyncIPRoute
+
+from hanet.linux import addresses as netaddr
+from hanet.linux.announce_socket import Announcer
+from hanet.linux.netns import inside
+from hanet.linux.vrrp_socket import VrrpSocket
+from hanet.vrrp.announce import mac_bytes
+
+if TYPE_CHECKING:
+    from hanet.runtime.service import Instance
+
+
+class Link:
+    """One (namespace, interface, family): its socket, netlink handle and instances."""
+
+    def __init__(self, netns: str | None, ifname: str, family: int) -> None:
+        self.netns, self.ifname, self.family = netns, ifname, family
+        self.instances: dict[int, Instance] = {}
+        self.ipr: AsyncIPRoute | None = None
+        self.socket: VrrpSocket | None = None
+        self.announcer: Announcer | None = None
+
+    async def open(self, vips: set[str]) -> None:
+        self.ipr = await netaddr.open_netlink(self.netns)
+        self.facts = await netaddr.interface_facts(self.ipr, self.ifname, vips)
+        primary = self.facts.primary_v4 if self.family == 4 else self.facts.link_local_v6
+        if primary is None:
+            kind = "an IPv4 address" if self.family == 4 else "an IPv6 link-local address"
+            raise netaddr.InterfaceNotFound(f"{self.ifname} has no {kind} to send adverts from")
+        self.primary: ipaddress.IPv4Address | ipaddress.IPv6Address = primary
+        self.devices = netaddr.DeviceIndex(self.ipr, {self.ifname: self.facts.index})
+        with inside(self.netns):
+            sock_family = socket.AF_INET if self.family == 4 else socket.AF_INET6
+            self.socket = VrrpSocket(self.ifname, self.facts.index, sock_family)
+        self.announcer = self._new_announcer(self.ifname, self.facts.index, self.facts.mac)
+        self.announcers = {self.ifname: self.announcer}
+
+    def _new_announcer(self, ifname: str, index: int, mac: str) -> Announcer:
+        with inside(self.netns):
+            announcer = Announcer(ifname, index, mac_bytes(mac))
+            announcer.open()
+        return announcer
+
+    async def announcer_for(self, ifname: str) -> Announcer:
+        """The announcer of another device of this namespace (a Neutron qg- port, say)."""
+        if ifname not in self.announcers:
+            assert self.ipr is not None
+            index = await self.devices.index(ifname)
+            facts = await netaddr.interface_facts(self.ipr, ifname, set())
+            self.announcers[ifname] = self._new_announcer(ifname, index, facts.mac)
+        return self.announcers[ifname]
+
+    def close(self) -> None:
+        for announcer in getattr(self, "announcers", {}).values():
+            announcer.close()
+        for part in (self.socket, self.ipr):
+            if part is not None:
+                part.close()
+        self.socket = self.announcer = self.ipr = None
