@@ -10,7 +10,9 @@ from hanet.vrrp import (
     ALLOWED_TRANSITIONS,
     AdvertReceived,
     AnnounceAddresses,
+    FaultChanged,
     Params,
+    PriorityChanged,
     ReleaseAddresses,
     SendAdvert,
     Shutdown,
@@ -240,3 +242,61 @@ def test_transition_table_is_enforced() -> None:
 def test_params_refuse_invalid_values(kw: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         machine(**kw)
+
+
+# keepalived's tracking: effective priority and the FAULT state -----------------------------
+
+
+def test_fault_from_master_sends_priority_zero_and_releases() -> None:
+    m = machine()
+    t = run_to_master(m)
+    actions = m.handle(FaultChanged(True, "eth0 down"), t + 0.1)
+    assert actions[:2] == [SendAdvert(0), ReleaseAddresses()]
+    assert m.state is State.FAULT and m.next_deadline() is None
+    assert m.handle(advert(50), t + 0.2) == [] and m.handle(Timeout(), t + 9) == []
+
+
+def test_fault_cleared_goes_backup_with_a_fresh_down_timer() -> None:
+    m = machine()
+    m.handle(Startup(), 0.0)
+    m.handle(FaultChanged(True), 1.0)
+    actions = m.handle(FaultChanged(False, "eth0 up"), 5.0)
+    assert actions == [StateChanged(State.FAULT, State.BACKUP, "eth0 up")]
+    assert m.next_deadline() == pytest.approx(5.0 + m.master_down_interval)
+
+
+def test_startup_while_faulty_goes_to_fault() -> None:
+    m = machine()
+    m.handle(FaultChanged(True), 0.0)
+    m.handle(Startup(), 0.0)
+    assert m.state is State.FAULT
+
+
+def test_priority_change_on_master_is_advertised_at_once() -> None:
+    m = machine()
+    t = run_to_master(m)
+    assert m.handle(PriorityChanged(60), t + 0.1) == [SendAdvert(60)]
+    assert m.handle(Timeout(), t + 1.1) == [SendAdvert(60)]
+
+
+def test_lowered_backup_stops_preempting() -> None:
+    """A backup whose weight fell below the master's accepts it instead of preempting."""
+    m = machine(priority=150)
+    m.handle(Startup(), 0.0)
+    m.handle(PriorityChanged(90), 0.5)
+    m.handle(advert(100), 1.0)
+    assert m.next_deadline() == pytest.approx(1.0 + m.master_down_interval)
+    assert m.skew_time == pytest.approx((256 - 90) / 256)
+
+
+def test_owner_priority_never_moves() -> None:
+    m = machine(priority=255)
+    m.handle(Startup(), 0.0)
+    assert m.handle(PriorityChanged(100), 0.1) == [] and m.priority == 255
+
+
+def test_higher_prio_send_advert_sends_one_before_yielding() -> None:
+    m = machine(higher_prio_send_advert=True)
+    t = run_to_master(m)
+    actions = m.handle(advert(200), t + 0.1)
+    assert actions[:2] == [SendAdvert(100), ReleaseAddresses()]

@@ -19,10 +19,11 @@ class State(IntEnum):
     INITIALIZE = 0
     BACKUP = 1
     MASTER = 2
+    FAULT = 3  # keepalived's: a tracked interface, script or file failed; no adverts
 
 
-# RFC 5798 §6.4: every state change the protocol allows. Anything else is a bug, and the
-# state setter refuses it.
+# RFC 5798 §6.4: every state change the protocol allows, plus keepalived's FAULT state.
+# Anything else is a bug, and the state setter refuses it.
 ALLOWED_TRANSITIONS: Final[frozenset[tuple[State, State]]] = frozenset(
     {
         (State.INITIALIZE, State.BACKUP),
@@ -31,6 +32,11 @@ ALLOWED_TRANSITIONS: Final[frozenset[tuple[State, State]]] = frozenset(
         (State.MASTER, State.BACKUP),
         (State.BACKUP, State.INITIALIZE),
         (State.MASTER, State.INITIALIZE),
+        (State.INITIALIZE, State.FAULT),
+        (State.BACKUP, State.FAULT),
+        (State.MASTER, State.FAULT),
+        (State.FAULT, State.BACKUP),
+        (State.FAULT, State.INITIALIZE),
     }
 )
 
@@ -52,6 +58,7 @@ class Params:
     preempt_delay: float = 0.0
     accept_mode: bool = False
     lower_prio_no_advert: bool = False
+    higher_prio_send_advert: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.vrid <= 255:
@@ -100,7 +107,22 @@ class AdvertReceived:
     source: IPAddress
 
 
-Event = Startup | Shutdown | Timeout | AdvertReceived
+@dataclass(frozen=True)
+class PriorityChanged:
+    """The effective priority moved (track weights); 1..254, the owner's 255 never moves."""
+
+    priority: int
+
+
+@dataclass(frozen=True)
+class FaultChanged:
+    """A tracked interface, script or file failed (True) or recovered (False)."""
+
+    faulty: bool
+    reason: str = ""
+
+
+Event = Startup | Shutdown | Timeout | AdvertReceived | PriorityChanged | FaultChanged
 
 
 # Actions --------------------------------------------------------------------------------
@@ -152,9 +174,12 @@ class VrrpMachine:
     master_address: IPAddress | None = field(default=None, init=False)
     master_priority: int | None = field(default=None, init=False)
     master_resigned: bool = field(default=False, init=False)
+    priority: int = field(default=0, init=False)
+    faulty: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.master_adver_interval_cs = self.params.advert_int_cs
+        self.priority = self.params.priority
 
     # State -------------------------------------------------------------------------------
 
@@ -174,7 +199,7 @@ class VrrpMachine:
     @property
     def skew_time(self) -> float:
         """Seconds; v2 ignores the interval, v3 scales with Master_Adver_Interval."""
-        weight = (256 - self.params.priority) / 256
+        weight = (256 - self.priority) / 256
         if self.params.version == 2:
             return weight
         return weight * self.master_adver_interval_cs / 100
@@ -195,23 +220,62 @@ class VrrpMachine:
 
     def handle(self, event: Event, now: float) -> list[Action]:
         """Apply one event; events that mean nothing in the current state are dropped."""
+        if isinstance(event, PriorityChanged):
+            return self._priority_changed(event.priority, now)
+        if isinstance(event, FaultChanged):
+            return self._fault_changed(event, now)
         if isinstance(event, Startup):
             return self._startup(now) if self._state is State.INITIALIZE else []
         if self._state is State.INITIALIZE:
             return []
         if isinstance(event, Shutdown):
             return self._shutdown()
+        if self._state is State.FAULT:
+            return []
         if isinstance(event, Timeout):
             return self._timeout(now)
         if self._state is State.BACKUP:
             return self._backup_advert(event, now)
         return self._master_advert(event, now)
 
+    # Tracking (keepalived) -----------------------------------------------------------------
+
+    def _priority_changed(self, priority: int, now: float) -> list[Action]:
+        if self.params.is_owner or priority == self.priority:
+            return []
+        if not 1 <= priority <= 254:
+            raise ValueError(f"effective priority {priority} is outside 1..254")
+        self.priority = priority
+        if self._state is State.MASTER:
+            # Tell the backups at once: one with preempt may now outrank us.
+            self.adver_deadline = now + self.advert_interval
+            return [SendAdvert(priority)]
+        return []
+
+    def _fault_changed(self, event: FaultChanged, now: float) -> list[Action]:
+        self.faulty = event.faulty
+        if event.faulty and self._state in (State.BACKUP, State.MASTER):
+            actions: list[Action] = []
+            if self._state is State.MASTER:
+                # Priority 0 lets a backup take over after Skew_Time, not a down interval.
+                actions += [SendAdvert(0), ReleaseAddresses()]
+            self.adver_deadline = self.master_down_deadline = None
+            self.master_address = None
+            actions.append(self._move(State.FAULT, event.reason or "fault"))
+            return actions
+        if not event.faulty and self._state is State.FAULT:
+            self.master_adver_interval_cs = self.params.advert_int_cs
+            self.master_down_deadline = now + self.master_down_interval
+            return [self._move(State.BACKUP, event.reason or "fault cleared")]
+        return []
+
     # Initialize (§6.4.1) -------------------------------------------------------------------
 
     def _startup(self, now: float) -> list[Action]:
         if self.params.preempt_delay:
             self.preempt_not_before = now + self.params.preempt_delay
+        if self.faulty:
+            return [self._move(State.FAULT, "a tracked object is down at startup")]
         if self.params.is_owner:
             return self._become_master(now, "address owner (priority 255) starts as master")
         self.master_adver_interval_cs = self.params.advert_int_cs
@@ -223,6 +287,7 @@ class VrrpMachine:
         if self._state is State.MASTER:
             # §6.4.3: a stopping master sends priority 0 so a backup takes over after skew.
             actions += [SendAdvert(0), ReleaseAddresses()]
+        self.master_address = None
         self.adver_deadline = self.master_down_deadline = None
         actions.append(self._move(State.INITIALIZE, "shutdown"))
         return actions
@@ -239,18 +304,18 @@ class VrrpMachine:
             return []
         if self.adver_deadline is not None and now >= self.adver_deadline:
             self.adver_deadline = now + self.advert_interval
-            return [SendAdvert(self.params.priority)]
+            return [SendAdvert(self.priority)]
         return []
 
     def _become_master(self, now: float, reason: str) -> list[Action]:
         self.master_down_deadline = None
         self.adver_deadline = now + self.advert_interval
         self.master_address = self.params.primary_address
-        self.master_priority = self.params.priority
+        self.master_priority = self.priority
         self.preempt_not_before = None
         self.master_resigned = False
         change = self._move(State.MASTER, reason)
-        return [SendAdvert(self.params.priority), TakeAddresses(self.params.accept_mode), change]
+        return [SendAdvert(self.priority), TakeAddresses(self.params.accept_mode), change]
 
     # Backup (§6.4.2) -----------------------------------------------------------------------
 
@@ -272,7 +337,7 @@ class VrrpMachine:
         return []
 
     def _accepts_master(self, advert: AdvertReceived, now: float) -> bool:
-        if not self.params.preempt or advert.priority >= self.params.priority:
+        if not self.params.preempt or advert.priority >= self.priority:
             return True
         if self.params.preempt_delay:
             # keepalived's preempt_delay: leave a lower-priority master alone for a while
@@ -285,7 +350,7 @@ class VrrpMachine:
     # Master (§6.4.3) -----------------------------------------------------------------------
 
     def _master_advert(self, advert: AdvertReceived, now: float) -> list[Action]:
-        mine = self.params.priority
+        mine = self.priority
         if advert.priority == 0:
             self.adver_deadline = now + self.advert_interval
             return [SendAdvert(mine)]
@@ -293,6 +358,11 @@ class VrrpMachine:
             advert.priority == mine and int(advert.source) > int(self.params.primary_address)
         )
         if higher:
+            actions: list[Action] = []
+            if self.params.higher_prio_send_advert:
+                # keepalived's vrrp_higher_prio_send_advert: one last advert before yielding,
+                # so that a peer that missed ours learns of us.
+                actions.append(SendAdvert(mine))
             self.adver_deadline = None
             if self.params.version == 3:
                 self.master_adver_interval_cs = advert.advert_int_cs
@@ -300,7 +370,7 @@ class VrrpMachine:
             self.master_address = advert.source
             self.master_priority = advert.priority
             reason = f"higher priority master {advert.source} (priority {advert.priority})"
-            return [ReleaseAddresses(), self._move(State.BACKUP, reason)]
+            return [*actions, ReleaseAddresses(), self._move(State.BACKUP, reason)]
         # Another master exists and will yield to us; hosts may have followed its GARPs.
         if self.params.lower_prio_no_advert:
             return [AnnounceAddresses()]
