@@ -9,7 +9,9 @@ from typing import Any
 
 from hanet.linux.addresses import DeviceIndex, InterfaceFacts
 from hanet.runtime.config import InstanceConfig, VirtualAddress, VirtualRoute
-from hanet.runtime.service import Instance, Link, VrrpService
+from hanet.runtime.instance import Instance
+from hanet.runtime.link import Link
+from hanet.runtime.service import VrrpService
 from hanet.vrrp import Advertisement, encode_ip_packet
 
 PRIMARY = ipaddress.IPv4Address("10.0.0.1")
@@ -57,7 +59,7 @@ def make_service(*configs: InstanceConfig) -> tuple[VrrpService, Link]:
     for config in configs:
         instance = Instance(config, link)
         link.instances[config.vrid] = instance
-        service.instances.append(instance)
+        service.instances[config.name] = instance
     return service, link
 
 
@@ -84,7 +86,7 @@ def advert(vrid: int, **kw: Any) -> bytes:
 def test_flapping_never_interleaves_netlink_and_ends_in_the_last_wanted_state() -> None:
     route = VirtualRoute(ipaddress.ip_network("10.9.0.0/16"))
     service, link = make_service(config(routes=(route,)))
-    (instance,) = service.instances
+    (instance,) = service.instances.values()
 
     async def flap() -> None:
         service.loop = asyncio.get_running_loop()
@@ -114,7 +116,7 @@ def test_packets_for_no_instance_are_counted_on_every_instance_of_the_link() -> 
     service, link = make_service(config(1), config(2))
     service._on_packet(link, advert(9), 0.0)
     service._on_packet(link, advert(1)[:-1], 0.0)
-    for instance in service.instances:
+    for instance in service.instances.values():
         assert instance.counters.drops == {"vrid_not_ours": 1, "truncated": 1}
 
 
@@ -126,7 +128,7 @@ def test_policy_drops_are_counted_on_the_instance_only() -> None:
                                     auth_data=b"wrong"), 0.0)  # fmt: skip
     service._on_packet(link, advert(1, version=2, advert_int_cs=200, auth_type=1,
                                     auth_data=b"secret"), 0.0)  # fmt: skip
-    first, second = service.instances
+    first, second = service.instances.values()
     assert first.counters.drops == {"auth_mismatch": 1, "interval_mismatch": 1}
     assert second.counters.drops == {}
     assert first.counters.adverts_received == 0
@@ -134,6 +136,6 @@ def test_policy_drops_are_counted_on_the_instance_only() -> None:
 
 def test_adverts_are_encoded_once_per_priority() -> None:
     service, _ = make_service(config(1))
-    (instance,) = service.instances
+    (instance,) = service.instances.values()
     assert instance.message(100) is instance.message(100)
     assert instance.message(0) != instance.message(100)

@@ -122,8 +122,6 @@ class InstanceConfig:
         families = {a.version for a in self.addresses}
         if len(families) > 1:
             raise ConfigError(f"{where}: addresses: IPv4 and IPv6 need separate instances")
-        if any(r.to.version != self.family for r in self.routes):
-            raise ConfigError(f"{where}: routes: a route of the other IP family")
         if self.family == 6 and self.version == 2:
             raise ConfigError(f"{where}: version: VRRPv2 is IPv4 only, use version 3")
         if self.auth_pass is not None and self.version != 2:
@@ -169,6 +167,7 @@ class InstanceConfig:
             preempt_delay=self.preempt_delay,
             accept_mode=self.accept,
             lower_prio_no_advert=self.lower_prio_no_advert,
+            higher_prio_send_advert=self.higher_prio_send_advert,
         )
 
 

@@ -19,7 +19,8 @@ from typing import TextIO
 
 from hanet.linux.accept_filter import FilterError
 from hanet.runtime.config import InstanceConfig
-from hanet.runtime.service import Instance, VrrpService
+from hanet.runtime.instance import Instance
+from hanet.runtime.service import VrrpService
 from hanet.vrrp import StateChanged
 
 STATUS_PERIOD = 1.0

@@ -15,7 +15,7 @@ from hanet.linux.vrrp_socket import VrrpSocket
 from hanet.vrrp.announce import mac_bytes
 
 if TYPE_CHECKING:
-    from hanet.runtime.service import Instance
+    from hanet.runtime.instance import Instance
 
 
 class Link:

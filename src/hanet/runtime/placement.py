@@ -9,47 +9,49 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hanet.linux import addresses as netaddr
-from hanet.runtime.config import InstanceConfig
+from hanet.runtime.config import InstanceConfig, VirtualAddress, VirtualRoute, VirtualRule
 from hanet.runtime.link import Link
 
 log = logging.getLogger(__name__)
 
 
-async def apply(link: Link, config: InstanceConfig, adding: bool, errors: Counter[str]) -> None:
+async def apply(
+    link: Link,
+    interface: str,
+    vips: tuple[VirtualAddress, ...],
+    routes: tuple[VirtualRoute, ...],
+    rules: tuple[VirtualRule, ...],
+    adding: bool,
+    errors: Counter[str],
+) -> None:
     """Every step is tried; a failed one is logged and counted, and the rest still run."""
-    ipr = link.ipr
-    if ipr is None:
+    if link.ipr is None:
         return
+    address_op: Any = netaddr.add_address if adding else netaddr.remove_address
+    route_op: Any = netaddr.add_route if adding else netaddr.remove_route
+    rule_op: Any = netaddr.add_rule if adding else netaddr.remove_rule
     steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
-    for vip in config.vips:
-        operation: Any = netaddr.add_address if adding else netaddr.remove_address
-        steps.append((str(vip.address), _on_device(link, vip.dev or config.interface,
-                                                    operation, vip)))  # fmt: skip
-    route_steps = []
-    for route in config.routes:
-        operation_r: Any = netaddr.add_route if adding else netaddr.remove_route
-        dev = route.dev or (config.interface if route.via is None else None)
-        route_steps.append((f"route {route.to}", _route(link, dev, operation_r, route)))
-    rule_steps = []
-    for rule in config.rules:
-        operation_u: Any = netaddr.add_rule if adding else netaddr.remove_rule
-        rule_steps.append((f"rule {rule}", _rule(link, operation_u, rule)))
-    ordered = steps + route_steps + rule_steps
+    for vip in vips:
+        steps.append((str(vip.address), _on_device(link, vip.dev or interface, address_op, vip)))
+    for route in routes:
+        dev = route.dev or (interface if route.via is None else None)
+        steps.append((f"route {route.to}", _route(link, dev, route_op, route)))
+    for rule in rules:
+        steps.append((f"rule {rule}", _rule(link, rule_op, rule)))
     if not adding:
-        ordered.reverse()
-    for label, step in ordered:
+        steps.reverse()
+    for label, step in steps:
         try:
             await step()
         except Exception as exc:
             errors["netlink"] += 1
-            log.error("%s %s on %s failed: %s", "adding" if adding else "removing", label,
-                      config.name, exc)  # fmt: skip
+            log.error("%s %s failed: %s", "adding" if adding else "removing", label, exc)
     if adding:
-        for dev in {vip.dev for vip in config.vips if vip.dev}:
+        for dev in {vip.dev for vip in vips if vip.dev}:
             try:
                 await link.announcer_for(dev)
             except Exception as exc:
-                log.warning("%s: no announcer for %s: %s", config.name, dev, exc)
+                log.warning("no announcer for %s: %s", dev, exc)
 
 
 def _on_device(link: Link, dev: str, operation: Any, vip: Any) -> Callable[[], Awaitable[None]]:

@@ -8,28 +8,22 @@ machine's actions into packets and addresses.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from hanet.linux import accept_filter
 from hanet.runtime import placement
-from hanet.runtime.config import InstanceConfig
+from hanet.runtime.config import ConfigError, InstanceConfig
+from hanet.runtime.instance import Instance
 from hanet.runtime.link import Link
 from hanet.vrrp import (
-    AUTH_NONE,
-    AUTH_PASS,
-    GROUP_V4,
-    GROUP_V6,
-    Advertisement,
     AdvertReceived,
     AnnounceAddresses,
     DecodeError,
-    ReceivePolicy,
+    FaultChanged,
+    PriorityChanged,
     ReleaseAddresses,
     SendAdvert,
     Shutdown,
@@ -38,10 +32,8 @@ from hanet.vrrp import (
     StateChanged,
     TakeAddresses,
     Timeout,
-    VrrpMachine,
     decode_ip_packet,
     drop_reason,
-    encode_message,
 )
 from hanet.vrrp.receive import VRID_NOT_OURS
 
@@ -50,151 +42,153 @@ log = logging.getLogger(__name__)
 Listener = Callable[["Instance", StateChanged], None]
 
 
-@dataclass
-class Counters:
-    adverts_sent: int = 0
-    adverts_received: int = 0
-    transitions: int = 0
-    drops: Counter[str] = field(default_factory=Counter)  # received packets, by reason
-    errors: Counter[str] = field(default_factory=Counter)  # our own sends and netlink calls
-
-
-class Instance:
-    def __init__(self, config: InstanceConfig, link: Link) -> None:
-        self.config, self.link = config, link
-        self.machine = VrrpMachine(config.params(link.primary))
-        self.counters = Counters()
-        auth_data = (config.auth_pass or "").encode()
-        self.policy = ReceivePolicy(
-            config.version, config.advert_int_cs,
-            AUTH_PASS if config.auth_pass else AUTH_NONE, auth_data,
-        )  # fmt: skip
-        self.timer: asyncio.TimerHandle | None = None
-        self.refresh: asyncio.TimerHandle | None = None
-        # Addresses are reconciled towards ``wants_addresses`` by one task at a time, so a
-        # quick MASTER -> BACKUP -> MASTER never interleaves netlink calls. None: unknown.
-        self.wants_addresses = False
-        self.has_addresses: bool | None = None
-        self.address_task: asyncio.Task[None] | None = None
-        self.master_since: float | None = None
-        self._messages: dict[int, bytes] = {}
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def filter_chain(self) -> str:
-        return accept_filter.chain_name(self.config.interface, self.config.vrid, self.config.family)
-
-    @property
-    def group(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-        return GROUP_V4 if self.config.family == 4 else GROUP_V6
-
-    def message(self, priority: int) -> bytes:
-        """The encoded advert; cached, since only the priority ever changes."""
-        cached = self._messages.get(priority)
-        if cached is None:
-            advert = Advertisement(
-                version=self.config.version,
-                vrid=self.config.vrid,
-                priority=priority,
-                addresses=tuple(a.ip for a in self.config.addresses),
-                advert_int_cs=self.config.advert_int_cs,
-                source=self.link.primary,
-                destination=None,
-                auth_type=self.policy.auth_type,
-                auth_data=self.policy.auth_data,
-            )
-            cached = self._messages[priority] = encode_message(advert)
-        return cached
-
-    def status(self) -> dict[str, Any]:
-        m = self.machine
-        return {
-            "name": self.name,
-            "netns": self.config.netns,
-            "interface": self.config.interface,
-            "vrid": self.config.vrid,
-            "state": m.state.name,
-            "priority": self.config.priority,
-            "master": str(m.master_address) if m.master_address else None,
-            "master_since": self.master_since,
-            "transitions": self.counters.transitions,
-            "adverts_sent": self.counters.adverts_sent,
-            "adverts_received": self.counters.adverts_received,
-            "drops": dict(self.counters.drops),
-            "errors": dict(self.counters.errors),
-        }
-
-
 class VrrpService:
     def __init__(self, configs: list[InstanceConfig]) -> None:
         self.configs = configs
         self.links: dict[tuple[str | None, str, int], Link] = {}
-        self.instances: list[Instance] = []
+        self.instances: dict[str, Instance] = {}
         self.listeners: list[Listener] = []
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    # Start and stop ------------------------------------------------------------------------
+    # Start, stop and changes at run time --------------------------------------------------
 
     async def start(self) -> None:
-        """Open every socket, then start every instance. Nothing starts if one link fails."""
+        """Open every socket, then start every instance. Nothing starts if one fails."""
         self.loop = asyncio.get_running_loop()
-        vips = {str(a.ip) for c in self.configs for a in c.addresses}
+        prepared: list[Instance] = []
         try:
             for config in self.configs:
-                key = (config.netns, config.interface, config.family)
-                if key not in self.links:
-                    link = self.links[key] = Link(*key)
-                    await link.open(vips)
-                link = self.links[key]
-                instance = Instance(config, link)
-                link.instances[config.vrid] = instance
-                self.instances.append(instance)
-            for instance in self.instances:
-                if instance.config.filters_traffic:
-                    await accept_filter.install(
-                        instance.config.netns, instance.filter_chain, instance.config.addresses
-                    )
+                prepared.append(await self._prepare(config))
         except BaseException:
-            await self._remove_filters()
-            self.close()
+            for instance in prepared:
+                await self._dismantle(instance)
             raise
-        for link in self.links.values():
-            assert link.socket is not None
-            self.loop.add_reader(link.socket.fileno(), self._on_readable, link)
-        for instance in self.instances:
-            # A crashed earlier run may have left our VIPs behind; a backup must not hold them.
-            self._release(instance)
-            self._apply(instance, instance.machine.handle(Startup(), self.loop.time()))
+        for instance in prepared:
+            self._begin(instance)
 
     async def stop(self) -> None:
-        """Graceful stop: a master sends priority 0 and removes its addresses."""
-        assert self.loop is not None
-        for link in self.links.values():
-            if link.socket is not None:
-                self.loop.remove_reader(link.socket.fileno())
-        for instance in self.instances:
-            self._apply(instance, instance.machine.handle(Shutdown(), self.loop.time()))
-            for handle in (instance.timer, instance.refresh):
-                if handle is not None:
-                    handle.cancel()
-        tasks = [i.address_task for i in self.instances if i.address_task is not None]
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._remove_filters()
+        """Graceful stop: every master sends priority 0 and removes its addresses."""
+        for name in list(self.instances):
+            await self.remove(name)
         self.close()
 
-    async def _remove_filters(self) -> None:
-        for instance in self.instances:
-            if instance.config.filters_traffic:
-                try:
-                    await accept_filter.remove(instance.config.netns, instance.filter_chain)
-                except accept_filter.FilterError as exc:
-                    log.error("%s: %s", instance.name, exc)
+    async def add(self, config: InstanceConfig) -> Instance:
+        if config.name in self.instances:
+            raise ConfigError(f"instance {config.name} exists already")
+        instance = await self._prepare(config)
+        self._begin(instance)
+        return instance
+
+    async def remove(self, name: str) -> None:
+        """Stop one instance as a graceful stop would (priority 0 if master)."""
+        instance = self.instances[name]
+        assert self.loop is not None
+        self._apply(instance, instance.machine.handle(Shutdown(), self.loop.time()))
+        for handle in (instance.timer, instance.refresh):
+            if handle is not None:
+                handle.cancel()
+        instance.timer = instance.refresh = None
+        await self._settle(instance)
+        await self._dismantle(instance)
+
+    async def update(self, config: InstanceConfig) -> None:
+        """Apply a changed configuration. If the instance's identity on the wire is the same
+        it keeps its state (a reload never forfeits mastership); otherwise it restarts."""
+        instance = self.instances[config.name]
+        old = instance.config
+        if identity(old) != identity(config):
+            await self.remove(config.name)
+            await self.add(config)
+            return
+        await self._settle(instance)
+        if old.filters_traffic:
+            await accept_filter.remove(old.netns, instance.filter_chain)
+        instance.reconfigure(config)
+        if config.filters_traffic:
+            await accept_filter.install(config.netns, instance.filter_chain, config.addresses)
+        if instance.has_addresses:
+            gone_vips = tuple(v for v in old.vips if v not in config.vips)
+            gone_routes = tuple(r for r in old.routes if r not in config.routes)
+            gone_rules = tuple(r for r in old.rules if r not in config.rules)
+            errors = instance.counters.errors
+            await placement.apply(instance.link, old.interface, gone_vips, gone_routes,
+                                  gone_rules, False, errors)  # fmt: skip
+            await placement.apply(instance.link, config.interface, config.vips, config.routes,
+                                  config.rules, True, errors)  # fmt: skip
+
+    def set_priority(self, name: str, priority: int) -> None:
+        instance = self.instances[name]
+        assert self.loop is not None
+        self._apply(instance, instance.machine.handle(PriorityChanged(priority), self.loop.time()))
+
+    def set_fault(self, name: str, faulty: bool, reason: str) -> None:
+        instance = self.instances[name]
+        assert self.loop is not None
+        event = FaultChanged(faulty, reason)
+        self._apply(instance, instance.machine.handle(event, self.loop.time()))
+
+    async def _prepare(self, config: InstanceConfig) -> Instance:
+        """Open what the instance needs; on failure nothing of it is left."""
+        assert self.loop is not None
+        key = (config.netns, config.interface, config.family)
+        link = self.links.get(key)
+        if link is None:
+            link = Link(*key)
+            try:
+                await link.open(self._all_vips(config))
+            except BaseException:
+                link.close()
+                raise
+            self.links[key] = link
+            assert link.socket is not None
+            self.loop.add_reader(link.socket.fileno(), self._on_readable, link)
+        if config.vrid in link.instances:
+            raise ConfigError(f"vrid {config.vrid} on {config.interface} is in use")
+        instance = Instance(config, link)
+        link.instances[config.vrid] = instance
+        self.instances[config.name] = instance
+        if config.filters_traffic:
+            try:
+                await accept_filter.install(config.netns, instance.filter_chain, config.addresses)
+            except BaseException:
+                await self._dismantle(instance)
+                raise
+        return instance
+
+    def _all_vips(self, extra: InstanceConfig) -> set[str]:
+        configs = [i.config for i in self.instances.values()] + [*self.configs, extra]
+        return {str(v.address.ip) for c in configs for v in c.vips}
+
+    def _begin(self, instance: Instance) -> None:
+        assert self.loop is not None
+        # A crashed earlier run may have left our VIPs behind; a backup must not hold them.
+        instance.has_addresses = None
+        self._release(instance)
+        self._apply(instance, instance.machine.handle(Startup(), self.loop.time()))
+
+    async def _settle(self, instance: Instance) -> None:
+        while instance.address_task is not None:
+            await asyncio.gather(instance.address_task, return_exceptions=True)
+
+    async def _dismantle(self, instance: Instance) -> None:
+        link = instance.link
+        if instance.config.filters_traffic:
+            try:
+                await accept_filter.remove(instance.config.netns, instance.filter_chain)
+            except accept_filter.FilterError as exc:
+                log.error("%s: %s", instance.name, exc)
+        link.instances.pop(instance.config.vrid, None)
+        self.instances.pop(instance.name, None)
+        if not link.instances:
+            if link.socket is not None and self.loop is not None:
+                self.loop.remove_reader(link.socket.fileno())
+            link.close()
+            self.links.pop((link.netns, link.ifname, link.family), None)
 
     def close(self) -> None:
         for link in self.links.values():
+            if link.socket is not None and self.loop is not None:
+                self.loop.remove_reader(link.socket.fileno())
             link.close()
         self.links.clear()
 
@@ -303,8 +297,10 @@ class VrrpService:
             instance.address_task = None
 
     async def _change_addresses(self, instance: Instance, adding: bool) -> None:
+        config = instance.config
         try:
-            await placement.apply(instance.link, instance.config, adding, instance.counters.errors)
+            await placement.apply(instance.link, config.interface, config.vips, config.routes,
+                                  config.rules, adding, instance.counters.errors)  # fmt: skip
         except Exception as exc:  # a netlink failure must not stop the protocol
             instance.counters.errors["netlink"] += 1
             log.error("%s: %s addresses failed: %s", instance.name,
@@ -316,13 +312,26 @@ class VrrpService:
             # keepalived repeats the burst after vrrp_garp_master_delay (5 s by default).
             assert self.loop is not None
             instance.refresh = self.loop.call_later(
-                instance.config.garp_refresh_delay, self._refresh_announce, instance
+                instance.config.garp_refresh_delay, self._refresh_announce, instance, False
+            )
+        elif instance.config.garp_refresh_interval > 0:
+            assert self.loop is not None
+            instance.refresh = self.loop.call_later(
+                instance.config.garp_refresh_interval, self._refresh_announce, instance, True
             )
 
-    def _refresh_announce(self, instance: Instance) -> None:
+    def _refresh_announce(self, instance: Instance, periodic: bool) -> None:
+        """The delayed second burst, then (garp_master_refresh) one every refresh interval."""
         instance.refresh = None
-        if instance.machine.state is State.MASTER:
-            self._announce(instance, instance.config.garp_repeat)
+        if instance.machine.state is not State.MASTER:
+            return
+        config = instance.config
+        self._announce(instance, config.garp_refresh_repeat if periodic else config.garp_repeat)
+        if config.garp_refresh_interval > 0:
+            assert self.loop is not None
+            instance.refresh = self.loop.call_later(
+                config.garp_refresh_interval, self._refresh_announce, instance, True
+            )
 
     def _announce(self, instance: Instance, count: int, done: int = 0) -> None:
         if done and instance.machine.state is not State.MASTER:
@@ -344,4 +353,9 @@ class VrrpService:
             listener(instance, change)
 
     def status(self) -> list[dict[str, Any]]:
-        return [instance.status() for instance in self.instances]
+        return [instance.status() for instance in self.instances.values()]
+
+
+def identity(config: InstanceConfig) -> tuple[object, ...]:
+    """What makes an instance the same virtual router on the wire."""
+    return (config.netns, config.interface, config.family, config.vrid, config.version)

@@ -1,0 +1,116 @@
+"""One VRRP instance at run time: its machine, counters, timers and cached adverts."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from hanet.linux import accept_filter
+from hanet.runtime.config import InstanceConfig
+from hanet.runtime.link import Link
+from hanet.vrrp import (
+    AUTH_NONE,
+    AUTH_PASS,
+    GROUP_V4,
+    GROUP_V6,
+    Advertisement,
+    ReceivePolicy,
+    VrrpMachine,
+    encode_message,
+)
+
+
+@dataclass
+class Counters:
+    adverts_sent: int = 0
+    adverts_received: int = 0
+    transitions: int = 0
+    drops: Counter[str] = field(default_factory=Counter)  # received packets, by reason
+    errors: Counter[str] = field(default_factory=Counter)  # our own sends and netlink calls
+
+
+class Instance:
+    def __init__(self, config: InstanceConfig, link: Link) -> None:
+        self.config, self.link = config, link
+        self.machine = VrrpMachine(config.params(link.primary))
+        self.counters = Counters()
+        auth_data = (config.auth_pass or "").encode()
+        self.policy = ReceivePolicy(
+            config.version,
+            config.advert_int_cs,
+            AUTH_PASS if config.auth_pass else AUTH_NONE,
+            auth_data,
+        )
+        self.timer: asyncio.TimerHandle | None = None
+        self.refresh: asyncio.TimerHandle | None = None
+        # Addresses are reconciled towards ``wants_addresses`` by one task at a time, so a
+        # quick MASTER -> BACKUP -> MASTER never interleaves netlink calls. None: unknown.
+        self.wants_addresses = False
+        self.has_addresses: bool | None = None
+        self.address_task: asyncio.Task[None] | None = None
+        self.master_since: float | None = None
+        self._messages: dict[int, bytes] = {}
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def reconfigure(self, config: InstanceConfig) -> None:
+        """Take a new configuration in place: state, timers and addresses stay."""
+        self.config = config
+        self.machine.params = config.params(self.link.primary)
+        self.policy = ReceivePolicy(
+            config.version,
+            config.advert_int_cs,
+            AUTH_PASS if config.auth_pass else AUTH_NONE,
+            (config.auth_pass or "").encode(),
+        )
+        self._messages.clear()
+
+    @property
+    def filter_chain(self) -> str:
+        return accept_filter.chain_name(self.config.interface, self.config.vrid, self.config.family)
+
+    @property
+    def group(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        return GROUP_V4 if self.config.family == 4 else GROUP_V6
+
+    def message(self, priority: int) -> bytes:
+        """The encoded advert; cached, since only the priority ever changes."""
+        cached = self._messages.get(priority)
+        if cached is None:
+            advert = Advertisement(
+                version=self.config.version,
+                vrid=self.config.vrid,
+                priority=priority,
+                addresses=tuple(a.ip for a in self.config.addresses),
+                advert_int_cs=self.config.advert_int_cs,
+                source=self.link.primary,
+                destination=None,
+                auth_type=self.policy.auth_type,
+                auth_data=self.policy.auth_data,
+            )
+            cached = self._messages[priority] = encode_message(advert)
+        return cached
+
+    def status(self) -> dict[str, Any]:
+        m = self.machine
+        return {
+            "name": self.name,
+            "netns": self.config.netns,
+            "interface": self.config.interface,
+            "vrid": self.config.vrid,
+            "state": m.state.name,
+            "priority": m.priority,
+            "base_priority": self.config.priority,
+            "master": str(m.master_address) if m.master_address else None,
+            "master_since": self.master_since,
+            "transitions": self.counters.transitions,
+            "adverts_sent": self.counters.adverts_sent,
+            "adverts_received": self.counters.adverts_received,
+            "drops": dict(self.counters.drops),
+            "errors": dict(self.counters.errors),
+        }

@@ -1,0 +1,1 @@
+"""``hanet vrrpd``: a keepalived-compatible VRRP daemon around hanet.runtime."""
