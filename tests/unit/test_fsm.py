@@ -11,6 +11,7 @@ from hanet.vrrp import (
     AdvertReceived,
     AnnounceAddresses,
     FaultChanged,
+    ForceState,
     Params,
     PriorityChanged,
     ReleaseAddresses,
@@ -300,3 +301,13 @@ def test_higher_prio_send_advert_sends_one_before_yielding() -> None:
     t = run_to_master(m)
     actions = m.handle(advert(200), t + 0.1)
     assert actions[:2] == [SendAdvert(100), ReleaseAddresses()]
+
+
+def test_sync_group_forces_move_backup_to_master_and_back() -> None:
+    m = machine()
+    m.handle(Startup(), 0.0)
+    actions = m.handle(ForceState(State.MASTER, "sync group G: a became MASTER"), 0.5)
+    assert m.state is State.MASTER and TakeAddresses(False) in actions
+    actions = m.handle(ForceState(State.BACKUP, "sync group G: a became BACKUP"), 0.6)
+    assert m.state is State.BACKUP and actions[0] == ReleaseAddresses()
+    assert m.handle(ForceState(State.BACKUP, "again"), 0.7) == []

@@ -59,7 +59,10 @@ def test_kolla_api_vip_config() -> None:
 
 
 def test_unknown_keyword_has_location_and_suggestion(tmp_path: Path) -> None:
-    text = "vrrp_instance A {\n  interface eth0\n  virtual_router_id 5\n  priorty 100\n}\n"
+    text = (
+        "vrrp_instance A {\n  interface eth0\n  virtual_router_id 5\n  priorty 100\n"
+        "  virtual_ipaddress { 10.0.0.5 }\n}\n"
+    )
     assert errors_of(tmp_path, text) == [
         f"{tmp_path}/keepalived.conf:4:3: unknown keyword 'priorty' in vrrp_instance A "
         "(did you mean 'priority'?)"

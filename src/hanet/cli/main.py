@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from hanet.cli.lab_commands import lab
+from hanet.cli.vrrpd_commands import status, vrrpd
 from hanet.runtime.config import ConfigError, InstanceConfig, VirtualAddress, load_instances
 
 
@@ -25,11 +26,15 @@ def main(log_level: str) -> None:
 
 
 main.add_command(lab)
+main.add_command(vrrpd)
 
 
 @main.group()
 def vrrp() -> None:
     """The VRRP engine."""
+
+
+vrrp.add_command(status)
 
 
 @vrrp.command("run")

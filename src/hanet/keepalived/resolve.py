@@ -57,7 +57,7 @@ def _check_instance(ctx: Context, config: KeepalivedConfig, instance: Instance) 
     if not instance.vips and strict:
         ctx.error(where, f"{name}: vrrp_strict forbids an instance with no virtual_ipaddress")
     elif not instance.vips:
-        ctx.warn(where, f"{name} has no virtual_ipaddress: it only takes part in elections")
+        ctx.error(where, f"{name} has no virtual_ipaddress (hanet needs at least one)")
     families = {a.address.version for a in instance.vips}
     if len(families) > 1:
         ctx.error(where, f"{name}: virtual_ipaddress mixes IPv4 and IPv6; use two instances")

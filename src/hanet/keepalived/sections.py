@@ -255,7 +255,9 @@ def build(statements: list[Statement]) -> KeepalivedConfig:
     from hanet.keepalived.resolve import resolve
 
     resolve(ctx, config)
-    config.problems = ctx.problems
+    config.problems = sorted(
+        ctx.problems, key=lambda p: (p.where.file, p.where.line, p.where.column)
+    )
     return config
 
 

@@ -23,6 +23,7 @@ from hanet.vrrp import (
     AnnounceAddresses,
     DecodeError,
     FaultChanged,
+    ForceState,
     PriorityChanged,
     ReleaseAddresses,
     SendAdvert,
@@ -73,11 +74,24 @@ class VrrpService:
         self.close()
 
     async def add(self, config: InstanceConfig) -> Instance:
-        if config.name in self.instances:
-            raise ConfigError(f"instance {config.name} exists already")
-        instance = await self._prepare(config)
-        self._begin(instance)
+        (instance,) = await self.add_many([config])
         return instance
+
+    async def add_many(self, configs: list[InstanceConfig]) -> list[Instance]:
+        """All or nothing: if one cannot be opened, none of them starts."""
+        prepared: list[Instance] = []
+        try:
+            for config in configs:
+                if config.name in self.instances:
+                    raise ConfigError(f"instance {config.name} exists already")
+                prepared.append(await self._prepare(config))
+        except BaseException:
+            for instance in prepared:
+                await self._dismantle(instance)
+            raise
+        for instance in prepared:
+            self._begin(instance)
+        return prepared
 
     async def remove(self, name: str) -> None:
         """Stop one instance as a graceful stop would (priority 0 if master)."""
@@ -120,6 +134,11 @@ class VrrpService:
         instance = self.instances[name]
         assert self.loop is not None
         self._apply(instance, instance.machine.handle(PriorityChanged(priority), self.loop.time()))
+
+    def force(self, name: str, state: State, reason: str) -> None:
+        instance = self.instances[name]
+        assert self.loop is not None
+        self._apply(instance, instance.machine.handle(ForceState(state, reason), self.loop.time()))
 
     def set_fault(self, name: str, faulty: bool, reason: str) -> None:
         instance = self.instances[name]

@@ -122,7 +122,15 @@ class FaultChanged:
     reason: str = ""
 
 
-Event = Startup | Shutdown | Timeout | AdvertReceived | PriorityChanged | FaultChanged
+@dataclass(frozen=True)
+class ForceState:
+    """A sync group moves its members together (keepalived's vrrp_sync_group)."""
+
+    state: State
+    reason: str
+
+
+Event = Startup | Shutdown | Timeout | AdvertReceived | PriorityChanged | FaultChanged | ForceState
 
 
 # Actions --------------------------------------------------------------------------------
@@ -224,6 +232,8 @@ class VrrpMachine:
             return self._priority_changed(event.priority, now)
         if isinstance(event, FaultChanged):
             return self._fault_changed(event, now)
+        if isinstance(event, ForceState):
+            return self._forced(event, now)
         if isinstance(event, Startup):
             return self._startup(now) if self._state is State.INITIALIZE else []
         if self._state is State.INITIALIZE:
@@ -250,6 +260,17 @@ class VrrpMachine:
             # Tell the backups at once: one with preempt may now outrank us.
             self.adver_deadline = now + self.advert_interval
             return [SendAdvert(priority)]
+        return []
+
+    def _forced(self, event: ForceState, now: float) -> list[Action]:
+        if event.state is State.MASTER and self._state is State.BACKUP:
+            return self._become_master(now, event.reason)
+        if event.state is State.BACKUP and self._state is State.MASTER:
+            self.adver_deadline = None
+            self.master_down_deadline = now + self.master_down_interval
+            return [ReleaseAddresses(), self._move(State.BACKUP, event.reason)]
+        if event.state is State.FAULT:
+            return self._fault_changed(FaultChanged(True, event.reason), now)
         return []
 
     def _fault_changed(self, event: FaultChanged, now: float) -> list[Action]:

@@ -29,11 +29,17 @@ def _instance(config: KeepalivedConfig, inst: Instance) -> InstanceConfig:
     g = config.global_defs
     assert inst.interface is not None and inst.vrid is not None  # resolve() checked both
     vips = tuple(
-        VirtualAddress(a.address, a.dev if a.dev != inst.interface else None, a.broadcast,
-                       a.scope, a.label, advertised)
+        VirtualAddress(
+            a.address,
+            a.dev if a.dev != inst.interface else None,
+            a.broadcast,
+            a.scope,
+            a.label,
+            advertised,
+        )
         for addresses, advertised in ((inst.vips, True), (inst.excluded, False))
         for a in addresses
-    )  # fmt: skip
+    )
     routes = tuple(
         VirtualRoute(r.to, r.via, r.metric, r.table, r.dev, r.src, r.scope, r.protocol, r.kind)
         for r in inst.routes

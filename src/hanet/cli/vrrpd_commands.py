@@ -1,0 +1,122 @@
+"""``hanet vrrpd`` and ``hanet vrrp status``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from hanet.runtime.config import ConfigError
+
+
+@click.command("vrrpd")
+@click.option(
+    "-f",
+    "--use-file",
+    "config_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="keepalived.conf to run.",
+)
+@click.option("--check", is_flag=True, help="Only check the file, like keepalived -t.")
+@click.option(
+    "--pid-file",
+    type=click.Path(path_type=Path),
+    help="Default: /run/hanet/vrrpd-<netns inode>.pid",
+)
+@click.option(
+    "--control-socket",
+    type=click.Path(path_type=Path),
+    help="Default: /run/hanet/vrrpd-<netns inode>.sock",
+)
+def vrrpd(
+    config_file: Path, check: bool, pid_file: Path | None, control_socket: Path | None
+) -> None:
+    """Run the VRRP part of a keepalived.conf in the foreground.
+
+    SIGHUP reloads (unchanged instances keep their state), SIGTERM stops with priority 0.
+    """
+    from hanet.vrrpd.daemon import Vrrpd, load
+    from hanet.vrrpd.paths import default_control_socket, default_pid_file
+
+    try:
+        model, configs = load(config_file, report=not check)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    if check:
+        for problem in model.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(0)
+    daemon = Vrrpd(
+        config_file, pid_file or default_pid_file(), control_socket or default_control_socket()
+    )
+    try:
+        asyncio.run(daemon.run(model, configs))
+    except (RuntimeError, LookupError, OSError, ConfigError) as exc:
+        click.echo(f"hanet vrrpd: {exc}", err=True)
+        sys.exit(1)
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--control-socket",
+    type=click.Path(path_type=Path),
+    help="Default: the daemon of this network namespace.",
+)
+def status(as_json: bool, control_socket: Path | None) -> None:
+    """Show a running hanet vrrpd's instances and scripts."""
+    from hanet.vrrpd.control import request
+    from hanet.vrrpd.paths import default_control_socket
+
+    path = control_socket or default_control_socket()
+    try:
+        answer = asyncio.run(request(path, {"command": "status"}))
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise click.ClickException(f"no answer from {path}: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(answer, indent=1))
+        return
+    table = Table(
+        "instance",
+        "state",
+        "priority",
+        "master",
+        "since",
+        "trans.",
+        "sent",
+        "recv",
+        "drops",
+        "fault",
+    )
+    for entry in answer.get("instances", []):
+        drops = ", ".join(f"{k}={v}" for k, v in sorted(entry["drops"].items())) or "-"
+        since = entry["master_since"]
+        table.add_row(
+            entry["name"],
+            entry["state"],
+            f"{entry['priority']} (base {entry['base_priority']})",
+            entry["master"] or "-",
+            f"{since:.0f}" if since else "-",
+            str(entry["transitions"]),
+            str(entry["adverts_sent"]),
+            str(entry["adverts_received"]),
+            drops,
+            entry.get("fault") or "-",
+        )
+    console = Console()
+    console.print(table)
+    scripts = answer.get("scripts", [])
+    if scripts:
+        script_table = Table("vrrp_script", "state", "runs", "failures")
+        for script in scripts:
+            script_table.add_row(
+                script["name"], script["state"], str(script["runs"]), str(script["failures"])
+            )
+        console.print(script_table)

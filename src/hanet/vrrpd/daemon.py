@@ -1,0 +1,214 @@
+"""``hanet vrrpd``: keepalived.conf in, VRRP out, for as many instances as the file holds.
+
+It composes the runtime (VrrpService) with what keepalived adds around VRRP: tracked scripts,
+interfaces and files, notify hooks, sync groups, reload on SIGHUP, a pid file and a control
+socket. Reloads never half-apply: a bad file is reported and the running state stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from hanet.keepalived.loader import load_config
+from hanet.keepalived.model import KeepalivedConfig
+from hanet.runtime.config import ConfigError, InstanceConfig, parse_instances
+from hanet.runtime.instance import Instance
+from hanet.runtime.service import VrrpService
+from hanet.vrrp import State, StateChanged
+from hanet.vrrpd.control import ControlServer, RequestError
+from hanet.vrrpd.mapping import runtime_instances
+from hanet.vrrpd.paths import PidFile
+from hanet.vrrpd.scripts import ScriptRunner
+from hanet.vrrpd.sync import SyncGroups
+from hanet.vrrpd.trackers import Trackers
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBER_QUEUE = 1000
+
+
+def load(path: Path, report: bool = True) -> tuple[KeepalivedConfig, list[InstanceConfig]]:
+    """The model and the runtime configs; ConfigError lists every error of the file."""
+    model = load_config(path)
+    for problem in model.problems if report else []:
+        if problem.severity != "error":
+            log.warning("%s", problem)
+    return model, runtime_instances(model)
+
+
+class Vrrpd:
+    def __init__(self, config_path: Path, pid_file: Path, control_path: Path) -> None:
+        self.config_path = config_path
+        self.pid = PidFile(pid_file)
+        self.control = ControlServer(control_path, self)
+        self.service: VrrpService | None = None
+        self.model = KeepalivedConfig()
+        self.file_instances: set[str] = set()
+        self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.stopping = asyncio.Event()
+        self.reload_lock = asyncio.Lock()
+        self.runner = ScriptRunner()
+        self.trackers: Trackers | None = None
+        self.sync = SyncGroups(self)
+
+    # Life cycle ----------------------------------------------------------------------------
+
+    async def run(self, model: KeepalivedConfig, configs: list[InstanceConfig]) -> None:
+        loop = asyncio.get_running_loop()
+        self.model = model
+        self.pid.acquire()
+        try:
+            await self.control.start()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stopping.set)
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+            delay = model.global_defs.vrrp_startup_delay
+            if delay:
+                log.info("vrrp_startup_delay: waiting %s s", delay)
+                await asyncio.wait([loop.create_task(self.stopping.wait())], timeout=delay)
+            if self.stopping.is_set():
+                return
+            self.service = VrrpService(configs)
+            self.service.listeners.append(self._on_state)
+            self.trackers = Trackers(self, self.runner)
+            await self.service.start()
+            self.file_instances = {c.name for c in configs}
+            await self.trackers.configure(model)
+            log.info("hanet vrrpd: %d instances running", len(configs))
+            await self.stopping.wait()
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        if self.trackers is not None:
+            await self.trackers.stop()
+        if self.service is not None:
+            await self.service.stop()
+        await self.control.stop()
+        self.pid.release()
+
+    async def reload(self) -> None:
+        """SIGHUP: apply the file again. Unchanged instances keep state and mastership."""
+        async with self.reload_lock:
+            try:
+                model, configs = load(self.config_path)
+            except ConfigError as exc:
+                log.error("reload refused; the running configuration is unchanged:\n%s", exc)
+                return
+            assert self.service is not None and self.trackers is not None
+            wanted = {c.name: c for c in configs}
+            clash = (set(wanted) - self.file_instances) & set(self.service.instances)
+            if clash:
+                log.error("reload refused: %s exists as a run-time instance", sorted(clash)[0])
+                return
+            new = [c for name, c in wanted.items() if name not in self.file_instances]
+            try:
+                await self.service.add_many(new)
+            except Exception as exc:
+                log.error("reload refused; the running configuration is unchanged: %s", exc)
+                return
+            for name in self.file_instances - set(wanted):
+                await self.service.remove(name)
+            for name, config in wanted.items():
+                if name in self.file_instances and self.service.instances[name].config != config:
+                    await self.service.update(config)
+            self.model = model
+            self.file_instances = set(wanted)
+            await self.trackers.configure(model)
+            log.info("reloaded %s: %d instances", self.config_path, len(wanted))
+
+    # Events --------------------------------------------------------------------------------
+
+    def _on_state(self, instance: Instance, change: StateChanged) -> None:
+        event = {
+            "event": "state",
+            "instance": instance.name,
+            "old": change.old.name,
+            "new": change.new.name,
+            "reason": change.reason,
+            "priority": instance.machine.priority,
+        }
+        for queue in self.subscribers:
+            if queue.qsize() < SUBSCRIBER_QUEUE:
+                queue.put_nowait(event)
+        self._notify(instance, change.new)
+        self.sync.on_state(instance.name, change)
+
+    def _notify(self, instance: Instance, state: State) -> None:
+        spec = self.model.instances.get(instance.name)
+        if spec is None or instance.name not in self.file_instances:
+            return
+        word = "STOP" if state is State.INITIALIZE else state.name
+        hooks = {
+            "MASTER": spec.notify_master,
+            "BACKUP": spec.notify_backup,
+            "FAULT": spec.notify_fault,
+            "STOP": spec.notify_stop,
+        }
+        self.run_hooks(
+            hooks.get(word),
+            spec.notify,
+            ["INSTANCE", instance.name, word, str(instance.machine.priority)],
+        )
+
+    def run_hooks(self, specific: str | None, generic: str | None, args: list[str]) -> None:
+        for command, extra in ((specific, []), (generic, args)):
+            if command is None:
+                continue
+            try:
+                self.runner.fire(self.runner.prepare(command) + extra)
+            except Exception as exc:
+                self.runner.counters["refused"] += 1
+                log.error("notify %r refused: %s", command, exc)
+
+    # Control socket ------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        instances = self.service.status() if self.service is not None else []
+        for entry in instances:
+            entry["source"] = "file" if entry["name"] in self.file_instances else "control"
+            if self.trackers is not None:
+                entry["fault"] = self.trackers.faults.get(entry["name"])
+        scripts = self.trackers.script_status() if self.trackers is not None else []
+        return {
+            "instances": instances,
+            "scripts": scripts,
+            "script_counters": dict(self.runner.counters),
+        }
+
+    def _runtime_config(self, name: str, entry: Any) -> InstanceConfig:
+        try:
+            (config,) = parse_instances({"instances": {name: entry}}, "request")
+        except ConfigError as exc:
+            raise RequestError(str(exc)) from None
+        return config
+
+    async def add_instance(self, name: str, entry: Any) -> None:
+        assert self.service is not None
+        if name in self.service.instances:
+            raise RequestError(f"instance {name} exists already")
+        await self.service.add(self._runtime_config(name, entry))
+
+    async def change_instance(self, name: str, entry: Any) -> None:
+        assert self.service is not None
+        if name not in self.service.instances or name in self.file_instances:
+            raise RequestError(f"no run-time instance {name} (file instances change on reload)")
+        await self.service.update(self._runtime_config(name, entry))
+
+    async def remove_instance(self, name: str) -> None:
+        assert self.service is not None
+        if name not in self.service.instances or name in self.file_instances:
+            raise RequestError(f"no run-time instance {name} (file instances change on reload)")
+        await self.service.remove(name)
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self.subscribers.discard(queue)

@@ -1,0 +1,155 @@
+"""Feeding tracked scripts, interfaces and files into the instances' priority and FAULT."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hanet.keepalived.model import KeepalivedConfig, TrackRef
+from hanet.vrrpd.scripts import CheckState, ScriptCheck, ScriptRefused, ScriptRunner
+from hanet.vrrpd.tracking import (
+    FileWatcher,
+    InterfaceWatcher,
+    Observations,
+    Tracking,
+    Weighted,
+    evaluate,
+)
+
+if TYPE_CHECKING:
+    from hanet.vrrpd.daemon import Vrrpd
+
+log = logging.getLogger(__name__)
+
+
+def tracking_for(model: KeepalivedConfig, name: str) -> Tracking:
+    """keepalived's rules for what an instance tracks, with which weight."""
+    spec = model.instances[name]
+    group = next((g for g in model.sync_groups.values() if name in g.members), None)
+
+    def script_ref(ref: TrackRef) -> Weighted:
+        script = model.scripts[ref.name]
+        if ref.weight is not None:
+            return Weighted(ref.name, ref.weight, ref.reverse)
+        return Weighted(ref.name, script.weight, script.weight_reverse)
+
+    def file_ref(ref: TrackRef) -> Weighted:
+        track = model.track_files[ref.name]
+        if ref.weight is not None:
+            return Weighted(ref.name, ref.weight, ref.reverse)
+        return Weighted(ref.name, track.weight, track.weight_reverse)
+
+    scripts = [script_ref(r) for r in spec.track_scripts]
+    if group is not None:
+        scripts += [script_ref(r) for r in group.track_scripts]
+    interfaces = [Weighted(spec.interface or "")]  # keepalived tracks its own interface
+    interfaces += [Weighted(r.name, r.weight or 0, r.reverse) for r in spec.track_interfaces]
+    return Tracking(
+        tuple(scripts),
+        tuple(interfaces),
+        tuple(file_ref(r) for r in spec.track_files),
+        in_sync_group=group is not None,
+    )
+
+
+class Trackers:
+    def __init__(self, daemon: Vrrpd, runner: ScriptRunner) -> None:
+        self.daemon, self.runner = daemon, runner
+        self.seen = Observations()
+        self.tracking: dict[str, Tracking] = {}
+        self.faults: dict[str, str | None] = {}
+        self.checks: dict[str, tuple[Any, ScriptCheck]] = {}
+        self.interfaces: InterfaceWatcher | None = None
+        self.files: FileWatcher | None = None
+
+    async def configure(self, model: KeepalivedConfig) -> None:
+        """(Re)build from the model; checks whose definition did not change keep running."""
+        g = model.global_defs
+        self.runner.security = g.enable_script_security
+        self.runner.user, self.runner.group = g.script_user or (None, None)
+        self.tracking = {n: tracking_for(model, n) for n in model.instances}
+        for name in list(self.checks):
+            if name not in model.scripts or self.checks[name][0] != model.scripts[name]:
+                await self.checks.pop(name)[1].stop()
+                self.seen.scripts_ok.pop(name, None)
+        for name, script in model.scripts.items():
+            if name not in self.checks:
+                self._start_check(name, script)
+        if self.interfaces is not None:
+            await self.interfaces.stop()
+        names = {w.name for t in self.tracking.values() for w in t.interfaces}
+        self.interfaces = InterfaceWatcher(None, names, self._interface_changed)
+        await self.interfaces.start()
+        if self.files is not None:
+            await self.files.stop()
+        paths = {n: Path(t.file) for n, t in model.track_files.items() if t.file}
+        for track in model.track_files.values():
+            if track.init_file is not None and track.file:
+                path = Path(track.file)
+                if track.init_overwrite or not path.exists():
+                    path.write_text(f"{track.init_file}\n")
+        self.files = FileWatcher(paths, self._file_changed)
+        self.files.start()
+        self.reevaluate()
+
+    def _start_check(self, name: str, script: Any) -> None:
+        state = CheckState(script.rise, script.fall, ok=not script.init_fail)
+        self.seen.scripts_ok[name] = state.ok
+        try:
+            argv = self.runner.prepare(script.command)
+        except ScriptRefused as exc:
+            log.error("vrrp_script %s refused: %s; it counts as failed", name, exc)
+            self.runner.counters["refused"] += 1
+            self.seen.scripts_ok[name] = False
+            return
+        timeout = script.timeout or script.interval
+        check = ScriptCheck(
+            name, argv, script.interval, timeout, state, self.runner, self._script_changed
+        )
+        self.checks[name] = (script, check)
+        check.start()
+
+    def _script_changed(self, name: str, ok: bool) -> None:
+        self.seen.scripts_ok[name] = ok
+        self.reevaluate()
+
+    def _interface_changed(self, name: str, up: bool) -> None:
+        self.seen.interfaces_up[name] = up
+        self.reevaluate()
+
+    def _file_changed(self, name: str, value: int) -> None:
+        self.seen.file_values[name] = value
+        self.reevaluate()
+
+    def reevaluate(self) -> None:
+        service = self.daemon.service
+        if service is None:
+            return
+        model = self.daemon.model
+        results = {}
+        for name, tracking in self.tracking.items():
+            if name in service.instances:
+                results[name] = evaluate(model.instances[name].priority, tracking, self.seen)
+        for group in model.sync_groups.values():
+            # One member's fault is the whole group's.
+            reasons = [results[m][1] for m in group.members if m in results and results[m][1]]
+            for member in group.members:
+                if member in results and reasons and not results[member][1]:
+                    results[member] = (results[member][0], f"sync group {group.name}: {reasons[0]}")
+        for name, (priority, fault) in results.items():
+            service.set_priority(name, priority)
+            if self.faults.get(name) != fault:
+                self.faults[name] = fault
+                service.set_fault(name, fault is not None, fault or "tracked objects recovered")
+
+    def script_status(self) -> list[dict[str, object]]:
+        return [check.status() for _, check in self.checks.values()]
+
+    async def stop(self) -> None:
+        for _, check in self.checks.values():
+            await check.stop()
+        if self.interfaces is not None:
+            await self.interfaces.stop()
+        if self.files is not None:
+            await self.files.stop()

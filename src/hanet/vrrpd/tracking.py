@@ -1,0 +1,162 @@
+"""Effective priority and FAULT from tracked scripts, interfaces and files.
+
+``evaluate`` is pure and follows keepalived.conf(5):
+- weight 0 (the default for scripts and interfaces): a failure puts the instance in FAULT;
+- weight w > 0: w is added while the object is good; w < 0: w is added while it is bad;
+  ``reverse`` swaps good and bad for the weight;
+- track_file: the file's integer times its weight is added (weight 0: non-zero is FAULT);
+  an offset of -254 or less is FAULT;
+- in a sync group every weight counts as 0;
+- the result is kept within 1..254; the address owner (255) never moves.
+The watchers that feed it are below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyroute2 import AsyncIPRoute
+
+log = logging.getLogger(__name__)
+
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+INTERFACE_POLL = 0.1
+FILE_POLL = 1.0
+
+
+@dataclass(frozen=True)
+class Weighted:
+    name: str
+    weight: int = 0
+    reverse: bool = False
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """What one instance tracks."""
+
+    scripts: tuple[Weighted, ...] = ()
+    interfaces: tuple[Weighted, ...] = ()
+    files: tuple[Weighted, ...] = ()
+    in_sync_group: bool = False
+
+
+@dataclass
+class Observations:
+    scripts_ok: dict[str, bool] = field(default_factory=dict)
+    interfaces_up: dict[str, bool] = field(default_factory=dict)
+    file_values: dict[str, int] = field(default_factory=dict)
+
+
+def evaluate(base: int, tracking: Tracking, seen: Observations) -> tuple[int, str | None]:
+    """(effective priority, the reason for FAULT or None)."""
+    offset = 0
+    for kind, items, states in (
+        ("vrrp_script", tracking.scripts, seen.scripts_ok),
+        ("interface", tracking.interfaces, seen.interfaces_up),
+    ):
+        for item in items:
+            good = states.get(item.name, True)
+            weight = 0 if tracking.in_sync_group else item.weight
+            if weight == 0:
+                if not good:
+                    return base, f"{kind} {item.name} is down"
+                continue
+            counts = good if weight > 0 else not good
+            if item.reverse:
+                counts = not counts
+            offset += weight if counts else 0
+    for item in tracking.files:
+        value = seen.file_values.get(item.name, 0)
+        weight = 0 if tracking.in_sync_group else item.weight
+        if weight == 0:
+            if value:
+                return base, f"track_file {item.name} reads {value}"
+            continue
+        change = value * weight * (-1 if item.reverse else 1)
+        if change <= -254:
+            return base, f"track_file {item.name} reads {value}"
+        offset += change
+    if base == 255:
+        return base, None
+    return max(1, min(254, base + offset)), None
+
+
+class InterfaceWatcher:
+    """Polls the carrier of a set of interfaces in one namespace (cheap: a few per node)."""
+
+    def __init__(
+        self, netns: str | None, names: set[str], on_change: Callable[[str, bool], None]
+    ) -> None:
+        self.netns, self.names, self.on_change = netns, names, on_change
+        self.state: dict[str, bool] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        kwargs = {"netns": self.netns} if self.netns else {}
+        self.ipr = AsyncIPRoute(**kwargs)
+        await self.ipr.setup_endpoint()
+        await self.poll()
+        self.task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        self.ipr.close()
+
+    async def poll(self) -> None:
+        for name in self.names:
+            up = False
+            try:
+                for link in await self.ipr.link("get", ifname=name):
+                    flags = link.get("flags", 0)
+                    up = bool(flags & IFF_UP and flags & IFF_RUNNING)
+            except Exception:  # gone or never there: down
+                up = False
+            if self.state.get(name) != up:
+                self.state[name] = up
+                self.on_change(name, up)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(INTERFACE_POLL)
+            await self.poll()
+
+
+class FileWatcher:
+    """Reads each track_file's integer every second (keepalived uses inotify)."""
+
+    def __init__(self, files: dict[str, Path], on_change: Callable[[str, int], None]) -> None:
+        self.files, self.on_change = files, on_change
+        self.values: dict[str, int] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def poll(self) -> None:
+        for name, path in self.files.items():
+            try:
+                value = int(path.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                value = 0
+            if self.values.get(name) != value:
+                self.values[name] = value
+                self.on_change(name, value)
+
+    def start(self) -> None:
+        self.poll()
+        self.task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(FILE_POLL)
+            self.poll()
