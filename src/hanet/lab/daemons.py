@@ -125,6 +125,59 @@ class HanetVrrp(Daemon):
         return [json.loads(line) for line in lines if line.startswith("{")]
 
 
+def control_request(path: Path, message: dict[str, Any], timeout: float = 5) -> dict[str, Any]:
+    """One request to a hanet vrrpd control socket; {} if nobody answers."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            sock.sendall(json.dumps(message).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        answer: dict[str, Any] = json.loads(data)
+        return answer
+    except (OSError, ValueError):
+        return {}
+
+
+class HanetVrrpd(Daemon):
+    """``hanet vrrpd -f keepalived.conf`` with its own pid file and control socket."""
+
+    def start(self, config_text: str, *, default_paths: bool = False) -> HanetVrrpd:
+        self.conf = self.workdir / "keepalived.conf"
+        self.conf.write_text(config_text)
+        self.control = self.workdir / "control.sock"
+        argv = [*hanet_command(), "--log-level", "info", "vrrpd", "-f", str(self.conf)]
+        if not default_paths:
+            argv += ["--pid-file", str(self.workdir / "vrrpd.pid"),
+                     "--control-socket", str(self.control)]  # fmt: skip
+        self._spawn(argv)
+        return self
+
+    def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        return control_request(self.control, message)
+
+    def status(self) -> dict[str, Any]:
+        answer = self.request({"command": "status"})
+        return {i["name"]: i for i in answer.get("instances", [])}
+
+    def reload(self, config_text: str | None = None) -> None:
+        if config_text is not None:
+            self.conf.write_text(config_text)
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+
+    def wait_state(self, name: str, state: str, timeout: float = 15) -> None:
+        wait_until(lambda: self.status().get(name, {}).get("state") == state, timeout,
+                   f"{self.host}'s {name} to be {state}")  # fmt: skip
+
+
 def keepalived_available() -> bool:
     return shutil.which("keepalived") is not None or Path("/usr/sbin/keepalived").exists()
 

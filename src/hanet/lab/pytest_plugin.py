@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from hanet.lab.daemons import Daemon, HanetVrrp, Keepalived
+from hanet.lab.daemons import Daemon, HanetVrrp, HanetVrrpd, Keepalived
 from hanet.lab.lab import Lab
 from hanet.lab.topology import Topology, lan_topology
 
@@ -62,6 +62,8 @@ def daemons(request: pytest.FixtureRequest) -> Iterator[Callable[..., Daemon]]:
         daemon: Daemon
         if kind == "hanet":
             daemon = HanetVrrp(lab, host).start(config)  # type: ignore[arg-type]
+        elif kind == "vrrpd":
+            daemon = HanetVrrpd(lab, host).start(config)  # type: ignore[arg-type]
         elif kind == "keepalived":
             daemon = Keepalived(lab, host).start(config)  # type: ignore[arg-type]
         else:

@@ -1,0 +1,227 @@
+"""hanet vrrpd running keepalived.conf files in lab hosts."""
+
+from __future__ import annotations
+
+import pytest
+
+from hanet.lab.daemons import wait_until
+from tests.netns.helpers import VIP4, wait_client_uses
+
+
+def conf(
+    priority: int,
+    *,
+    vrid: int = 51,
+    vip: str = f"{VIP4}/24",
+    extra: str = "",
+    name: str = "VI_1",
+    advert: str = "0.1",
+    top: str = "",
+) -> str:
+    return (
+        f"global_defs {{\n  vrrp_version 3\n}}\n{top}"
+        f"vrrp_instance {name} {{\n  state BACKUP\n  interface eth0\n"
+        f"  virtual_router_id {vrid}\n  priority {priority}\n  advert_int {advert}\n"
+        f"  virtual_ipaddress {{\n    {vip}\n  }}\n{extra}}}\n"
+    )
+
+
+def test_vrrpd_elects_and_fails_over(lan, daemons) -> None:
+    r1 = daemons("vrrpd", lan, "r1", conf(200))
+    r2 = daemons("vrrpd", lan, "r2", conf(100))
+    r1.wait_master(VIP4)
+    r2.wait_state("VI_1", "BACKUP")
+    wait_until(lambda: r2.status()["VI_1"]["master"] == "10.0.0.1", 5, "r2 to know r1")
+    lan.crash("r1")
+    r2.wait_master(VIP4)
+    wait_client_uses(lan, VIP4, "r2")
+
+
+def test_reload_keeps_mastership_adds_and_removes(lan, daemons) -> None:
+    """SIGHUP: unchanged instances keep state (no VIP flap), new ones start, removed ones
+    stop with priority 0 so the peer takes over at once."""
+    second = conf(200, vrid=52, vip="10.0.0.202/24", name="VI_2").split("}\n", 1)[1]
+    r1 = daemons("vrrpd", lan, "r1", conf(200))
+    r2 = daemons(
+        "vrrpd",
+        lan,
+        "r2",
+        conf(100) + conf(100, vrid=52, vip="10.0.0.202/24", name="VI_2").split("}\n", 1)[1],
+    )
+    r1.wait_master(VIP4)
+    r2.wait_master("10.0.0.202")
+    r1.reload(conf(200) + second)
+    r1.wait_master("10.0.0.202")
+    r2.wait_backup("10.0.0.202")
+    assert r1.status()["VI_1"]["transitions"] == 2  # INITIALIZE -> BACKUP -> MASTER only
+    before = r2.status()["VI_2"]["transitions"]
+    r1.reload(conf(200))  # VI_2 removed: priority 0, r2 takes over after Skew_Time
+    r2.wait_master("10.0.0.202")
+    assert not r1.holds("10.0.0.202")
+    assert r1.holds(VIP4) and r1.status()["VI_1"]["transitions"] == 2
+    assert r2.status()["VI_2"]["transitions"] == before + 1
+
+
+def test_reload_with_a_bad_file_changes_nothing(lan, daemons) -> None:
+    r1 = daemons("vrrpd", lan, "r1", conf(200))
+    r1.wait_master(VIP4)
+    r1.reload(conf(200) + "vrrp_instance broken {\n  priorty 1\n}\n")
+    wait_until(lambda: "reload refused" in r1.log(), 5, "the refusal in the log")
+    assert "did you mean 'priority'" in r1.log()
+    assert r1.holds(VIP4) and r1.status()["VI_1"]["state"] == "MASTER"
+    assert r1.proc is not None and r1.proc.poll() is None
+
+
+def test_control_socket_manages_instances_and_survives_bad_requests(lan, daemons) -> None:
+    r1 = daemons("vrrpd", lan, "r1", conf(200))
+    r1.wait_master(VIP4)
+    entry = {
+        "interface": "eth0",
+        "vrid": 60,
+        "priority": 150,
+        "addresses": ["10.0.0.60/24"],
+        "advert_int": 0.1,
+    }
+    assert r1.request({"command": "add", "name": "agent_1", "instance": entry}) == {"ok": True}
+    r1.wait_master("10.0.0.60")
+    assert r1.status()["agent_1"]["source"] == "control"
+    entry["addresses"] = ["10.0.0.61/24"]
+    assert r1.request({"command": "change", "name": "agent_1", "instance": entry})["ok"]
+    r1.wait_master("10.0.0.61")
+    assert not r1.holds("10.0.0.60")
+    assert r1.status()["agent_1"]["transitions"] == 2  # changed in place, still master
+    for bad in (
+        {"command": "launch"},
+        {"command": "add", "name": "x"},
+        {"name": 1},
+        {"command": "add", "name": "y", "instance": {"vrid": "one"}},
+        {"command": "remove", "name": "VI_1"},
+    ):
+        answer = r1.request(bad)
+        assert answer["ok"] is False and answer["error"], bad
+    assert r1.request({"command": "remove", "name": "agent_1"}) == {"ok": True}
+    r1.wait_backup("10.0.0.61")
+    assert r1.holds(VIP4) and r1.proc is not None and r1.proc.poll() is None
+
+
+def test_track_script_weight_moves_mastership(lan, daemons, tmp_path) -> None:
+    flag = tmp_path / "healthy"
+    flag.write_text("")
+    script = (
+        f'vrrp_script chk {{\n  script "/usr/bin/test -f {flag}"\n  interval 0.2\n'
+        "  weight -60\n  fall 1\n  rise 1\n}\n"
+    )
+    track = "  track_script {\n    chk\n  }\n"
+    r1 = daemons("vrrpd", lan, "r1", conf(150, extra=track, top=script))
+    r2 = daemons("vrrpd", lan, "r2", conf(120))
+    r1.wait_master(VIP4)
+    flag.unlink()  # 150 - 60 = 90 < 120: r2 preempts
+    r2.wait_master(VIP4)
+    wait_until(lambda: r1.status()["VI_1"]["priority"] == 90, 5, "r1's effective priority")
+    flag.write_text("")
+    r1.wait_master(VIP4)
+
+
+def test_track_script_without_weight_means_fault(lan, daemons, tmp_path) -> None:
+    flag = tmp_path / "healthy"
+    flag.write_text("")
+    script = (
+        f'vrrp_script chk {{\n  script "/usr/bin/test -f {flag}"\n  interval 0.2\n'
+        "  fall 2\n  rise 2\n}\n"
+    )
+    track = "  track_script {\n    chk\n  }\n"
+    r1 = daemons("vrrpd", lan, "r1", conf(150, extra=track, top=script))
+    r2 = daemons("vrrpd", lan, "r2", conf(120))
+    r1.wait_master(VIP4)
+    flag.unlink()
+    r1.wait_state("VI_1", "FAULT")
+    r2.wait_master(VIP4)
+    assert "chk" in (r1.status()["VI_1"]["fault"] or "")
+    flag.write_text("")
+    r1.wait_master(VIP4)
+
+
+def test_notify_scripts_get_keepalived_arguments(lan, daemons, tmp_path) -> None:
+    log_file = tmp_path / "notify.log"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f'#!/bin/sh\necho "$@" >> {log_file}\n')
+    hook.chmod(0o755)
+    extra = f'  notify "{hook}"\n  notify_master "{hook} master-only"\n'
+    r1 = daemons("vrrpd", lan, "r1", conf(200, extra=extra))
+    r1.wait_master(VIP4)
+    wait_until(
+        lambda: log_file.exists() and "INSTANCE VI_1 MASTER 200" in log_file.read_text(),
+        5,
+        "the notify hook",
+    )
+    wait_until(lambda: "master-only" in log_file.read_text(), 5, "notify_master")
+    r1.stop()
+    assert "INSTANCE VI_1 STOP 200" in log_file.read_text()
+
+
+def test_sync_group_moves_together(make_lab, daemons) -> None:
+    import ipaddress as ip
+
+    from hanet.lab.topology import Host, Link, Topology
+
+    def host(n: int) -> Host:
+        return Host(
+            {
+                "eth0": Link("lan", (ip.ip_interface(f"10.0.0.{n}/24"),)),
+                "eth1": Link("lan2", (ip.ip_interface(f"10.2.0.{n}/24"),)),
+            }
+        )
+
+    lab = make_lab(Topology(("lan", "lan2"), {"r1": host(1), "r2": host(2), "c": host(101)}))
+
+    def group_conf(priority: int) -> str:
+        return (
+            "global_defs {\n  vrrp_version 3\n}\n"
+            "vrrp_sync_group G {\n  group {\n    A\n    B\n  }\n}\n"
+            f"vrrp_instance A {{\n  interface eth0\n  virtual_router_id 1\n  priority {priority}\n"
+            "  advert_int 0.1\n  virtual_ipaddress {\n    10.0.0.200/24\n  }\n}\n"
+            f"vrrp_instance B {{\n  interface eth1\n  virtual_router_id 2\n  priority {priority}\n"
+            "  advert_int 0.1\n  virtual_ipaddress {\n    10.2.0.200/24\n  }\n}\n"
+        )
+
+    r1 = daemons("vrrpd", lab, "r1", group_conf(200))
+    r2 = daemons("vrrpd", lab, "r2", group_conf(100))
+    r1.wait_master("10.0.0.200")
+    r1.wait_master("10.2.0.200")
+    lab.cut("r1", "eth1")  # B's link fails on r1: the whole group moves to r2
+    r2.wait_master("10.2.0.200")
+    r2.wait_master("10.0.0.200")
+    r1.wait_backup("10.0.0.200")
+
+
+def test_default_paths_never_collide_and_a_second_daemon_refuses(lan) -> None:
+    from hanet.lab.daemons import HanetVrrpd
+
+    first = HanetVrrpd(lan, "r1").start(conf(200), default_paths=True)
+    other = HanetVrrpd(lan, "r2").start(conf(100), default_paths=True)
+    second = HanetVrrpd(lan, "r1").start(conf(100, vrid=70, vip="10.0.0.70/24"), default_paths=True)
+    try:
+        first.wait_master(VIP4)
+        assert second.proc is not None and second.proc.wait(timeout=10) == 1
+        assert "another hanet vrrpd uses this path" in second.log()
+        assert other.proc is not None and other.proc.poll() is None
+    finally:
+        for daemon in (first, other, second):
+            daemon.stop()
+            daemon.cleanup()
+
+
+@pytest.mark.parametrize("good", [True, False])
+def test_check_mode(tmp_path, good: bool) -> None:
+    import subprocess
+
+    from hanet.lab.daemons import hanet_command
+
+    path = tmp_path / "keepalived.conf"
+    path.write_text(conf(100) if good else conf(100).replace("priority", "priorty"))
+    result = subprocess.run(
+        [*hanet_command(), "vrrpd", "--check", "-f", str(path)], capture_output=True, text=True
+    )
+    assert result.returncode == (0 if good else 1)
+    if not good:
+        assert f"{path}:8:3: unknown keyword 'priorty'" in result.stderr
