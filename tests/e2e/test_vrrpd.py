@@ -104,7 +104,8 @@ def test_control_socket_manages_instances_and_survives_bad_requests(lan, daemons
     assert r1.holds(VIP4) and r1.proc is not None and r1.proc.poll() is None
 
 
-def test_track_script_weight_moves_mastership(lan, daemons, tmp_path) -> None:
+@pytest.mark.parametrize("peer", ["vrrpd", "keepalived"])
+def test_track_script_weight_moves_mastership(lan, daemons, tmp_path, peer: str) -> None:
     flag = tmp_path / "healthy"
     flag.write_text("")
     script = (
@@ -113,7 +114,7 @@ def test_track_script_weight_moves_mastership(lan, daemons, tmp_path) -> None:
     )
     track = "  track_script {\n    chk\n  }\n"
     r1 = daemons("vrrpd", lan, "r1", conf(150, extra=track, top=script))
-    r2 = daemons("vrrpd", lan, "r2", conf(120))
+    r2 = daemons(peer, lan, "r2", conf(120))
     r1.wait_master(VIP4)
     flag.unlink()  # 150 - 60 = 90 < 120: r2 preempts
     r2.wait_master(VIP4)
