@@ -226,3 +226,36 @@ def test_check_mode(tmp_path, good: bool) -> None:
     assert result.returncode == (0 if good else 1)
     if not good:
         assert f"{path}:8:3: unknown keyword 'priorty'" in result.stderr
+
+
+UNICAST = """  unicast_src_ip {me}
+  unicast_peer {{
+    {peer}
+  }}
+"""
+
+
+@pytest.mark.parametrize("peer_kind", ["vrrpd", "keepalived"])
+def test_unicast_mode(lan, daemons, peer_kind: str) -> None:
+    """unicast_src_ip / unicast_peer: no multicast at all; a third router not listed as a
+    peer is ignored and counted."""
+    r1 = daemons(
+        "vrrpd", lan, "r1", conf(200, extra=UNICAST.format(me="10.0.0.1", peer="10.0.0.2"))
+    )
+    r2 = daemons(
+        peer_kind, lan, "r2", conf(100, extra=UNICAST.format(me="10.0.0.2", peer="10.0.0.1"))
+    )
+    r3 = daemons(
+        "vrrpd", lan, "r3", conf(250, extra=UNICAST.format(me="10.0.0.3", peer="10.0.0.1"))
+    )
+    wait_until(
+        lambda: r1.status().get("VI_1", {}).get("drops", {}).get("not_a_peer", 0) > 3,
+        10,
+        "r1 to ignore r3",
+    )
+    r1.wait_master(VIP4)
+    if peer_kind == "vrrpd":
+        wait_until(lambda: r2.status()["VI_1"].get("master") == "10.0.0.1", 5, "r2 follows")
+    lan.crash("r1")
+    r2.wait_master(VIP4)
+    assert r3.holds(VIP4)  # r3 hears nobody it may listen to: it is master of its own

@@ -137,5 +137,6 @@ def test_policy_drops_are_counted_on_the_instance_only() -> None:
 def test_adverts_are_encoded_once_per_priority() -> None:
     service, _ = make_service(config(1))
     (instance,) = service.instances.values()
-    assert instance.message(100) is instance.message(100)
-    assert instance.message(0) != instance.message(100)
+    (group,) = instance.destinations
+    assert instance.message(100, group) is instance.message(100, group)
+    assert instance.message(0, group) != instance.message(100, group)

@@ -92,8 +92,6 @@ def _check_instance(ctx: Context, config: KeepalivedConfig, instance: Instance) 
         ctx.error(where, f"{name}: vrrp_strict forbids unicast_peer")
     if strict and instance.auth_type is not None:
         ctx.error(where, f"{name}: vrrp_strict forbids authentication")
-    if instance.unicast_peers:
-        ctx.error(where, f"{name}: unicast_peer is not supported by hanet yet")
     for ref in instance.track_scripts:
         if ref.name not in config.scripts:
             ctx.error(ref.where, f"{name}: track_script: no vrrp_script {ref.name}")

@@ -114,6 +114,8 @@ class InstanceConfig:
     higher_prio_send_advert: bool = False
     garp_refresh_interval: float = 0.0
     garp_refresh_repeat: int = 1
+    source_ip: IPAddr | None = None
+    unicast_peers: tuple[IPAddr, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"instance {self.name}"
@@ -122,6 +124,10 @@ class InstanceConfig:
         families = {a.version for a in self.addresses}
         if len(families) > 1:
             raise ConfigError(f"{where}: addresses: IPv4 and IPv6 need separate instances")
+        if any(p.version != self.family for p in self.unicast_peers) or (
+            self.source_ip is not None and self.source_ip.version != self.family
+        ):
+            raise ConfigError(f"{where}: unicast addresses must be of the VIPs' IP family")
         if self.family == 6 and self.version == 2:
             raise ConfigError(f"{where}: version: VRRPv2 is IPv4 only, use version 3")
         if self.auth_pass is not None and self.version != 2:
@@ -175,7 +181,8 @@ class InstanceConfig:
 YAML_KEYS = {
     "interface", "vrid", "priority", "addresses", "version", "advert_int", "preempt",
     "preempt_delay", "accept", "auth_pass", "garp_repeat", "garp_interval",
-    "garp_refresh_delay", "lower_prio_no_advert", "netns", "routes",
+    "garp_refresh_delay", "lower_prio_no_advert", "netns", "routes", "source_ip",
+    "unicast_peers",
 }  # fmt: skip
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -188,6 +195,18 @@ _TYPES: dict[str, tuple[type, ...]] = {
 
 
 def _convert(name: str, value: Any, where: str) -> Any:
+    if name == "source_ip":
+        try:
+            return ipaddress.ip_address(str(value))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    if name == "unicast_peers":
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list of addresses")
+        try:
+            return tuple(ipaddress.ip_address(str(v)) for v in value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     if name == "routes":
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list of routes")

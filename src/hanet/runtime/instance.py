@@ -35,7 +35,7 @@ class Counters:
 class Instance:
     def __init__(self, config: InstanceConfig, link: Link) -> None:
         self.config, self.link = config, link
-        self.machine = VrrpMachine(config.params(link.primary))
+        self.machine = VrrpMachine(config.params(config.source_ip or link.primary))
         self.counters = Counters()
         auth_data = (config.auth_pass or "").encode()
         self.policy = ReceivePolicy(
@@ -43,6 +43,7 @@ class Instance:
             config.advert_int_cs,
             AUTH_PASS if config.auth_pass else AUTH_NONE,
             auth_data,
+            frozenset(config.unicast_peers),
         )
         self.timer: asyncio.TimerHandle | None = None
         self.refresh: asyncio.TimerHandle | None = None
@@ -52,7 +53,7 @@ class Instance:
         self.has_addresses: bool | None = None
         self.address_task: asyncio.Task[None] | None = None
         self.master_since: float | None = None
-        self._messages: dict[int, bytes] = {}
+        self._messages: dict[tuple[int, object], bytes] = {}
 
     @property
     def name(self) -> str:
@@ -61,12 +62,13 @@ class Instance:
     def reconfigure(self, config: InstanceConfig) -> None:
         """Take a new configuration in place: state, timers and addresses stay."""
         self.config = config
-        self.machine.params = config.params(self.link.primary)
+        self.machine.params = config.params(config.source_ip or self.link.primary)
         self.policy = ReceivePolicy(
             config.version,
             config.advert_int_cs,
             AUTH_PASS if config.auth_pass else AUTH_NONE,
             (config.auth_pass or "").encode(),
+            frozenset(config.unicast_peers),
         )
         self._messages.clear()
 
@@ -75,12 +77,22 @@ class Instance:
         return accept_filter.chain_name(self.config.interface, self.config.vrid, self.config.family)
 
     @property
-    def group(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-        return GROUP_V4 if self.config.family == 4 else GROUP_V6
+    def source(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        return self.config.source_ip or self.link.primary
 
-    def message(self, priority: int) -> bytes:
-        """The encoded advert; cached, since only the priority ever changes."""
-        cached = self._messages.get(priority)
+    @property
+    def destinations(self) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+        """The multicast group, or each unicast peer (keepalived's unicast_peer)."""
+        if self.config.unicast_peers:
+            return self.config.unicast_peers
+        return (GROUP_V4 if self.config.family == 4 else GROUP_V6,)
+
+    def message(self, priority: int, destination: ipaddress.IPv4Address | ipaddress.IPv6Address
+                ) -> bytes:  # fmt: skip
+        """The encoded advert; cached, since only the priority changes (and, in unicast
+        mode, the peer: the v3 checksum covers the destination)."""
+        key = (priority, destination)
+        cached = self._messages.get(key)
         if cached is None:
             advert = Advertisement(
                 version=self.config.version,
@@ -88,12 +100,12 @@ class Instance:
                 priority=priority,
                 addresses=tuple(a.ip for a in self.config.addresses),
                 advert_int_cs=self.config.advert_int_cs,
-                source=self.link.primary,
-                destination=None,
+                source=self.source,
+                destination=destination,
                 auth_type=self.policy.auth_type,
                 auth_data=self.policy.auth_data,
             )
-            cached = self._messages[priority] = encode_message(advert)
+            cached = self._messages[key] = encode_message(advert)
         return cached
 
     def status(self) -> dict[str, Any]:

@@ -284,13 +284,15 @@ class VrrpService:
     def _send(self, instance: Instance, priority: int) -> None:
         link = instance.link
         assert link.socket is not None
-        try:
-            link.socket.send(instance.message(priority), link.primary, instance.group)
-        except OSError as exc:
-            instance.counters.errors["send"] += 1
-            log.warning("%s: advert not sent: %s", instance.name, exc)
-            return
-        instance.counters.adverts_sent += 1
+        for destination in instance.destinations:
+            try:
+                link.socket.send(instance.message(priority, destination), instance.source,
+                                 destination)  # fmt: skip
+            except OSError as exc:
+                instance.counters.errors["send"] += 1
+                log.warning("%s: advert not sent to %s: %s", instance.name, destination, exc)
+                continue
+            instance.counters.adverts_sent += 1
 
     def _release(self, instance: Instance) -> None:
         if instance.refresh is not None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from hanet.vrrp.codec import AUTH_NONE, Advertisement
+from hanet.vrrp.codec import AUTH_NONE, Advertisement, IPAddress
 
 VERSION_MISMATCH: Final = "version_mismatch"
 AUTH_MISMATCH: Final = "auth_mismatch"
 INTERVAL_MISMATCH: Final = "interval_mismatch"
 VRID_NOT_OURS: Final = "vrid_not_ours"
 OWN_ADVERT: Final = "own_advert"
+NOT_A_PEER: Final = "not_a_peer"
 
 
 @dataclass(frozen=True)
@@ -24,12 +25,15 @@ class ReceivePolicy:
     advert_int_cs: int
     auth_type: int = AUTH_NONE
     auth_data: bytes = b""
+    peers: frozenset[IPAddress] = frozenset()  # unicast mode: only these may speak
 
 
 def drop_reason(advert: Advertisement, policy: ReceivePolicy) -> str | None:
     """None if the advert may go to the state machine, else why it is dropped."""
     if advert.version != policy.version:
         return VERSION_MISMATCH
+    if policy.peers and advert.source not in policy.peers:
+        return NOT_A_PEER
     if advert.version == 2:
         # RFC 3768 §7.1: auth type and data must match the local configuration.
         if advert.auth_type != policy.auth_type:

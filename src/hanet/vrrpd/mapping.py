@@ -74,4 +74,6 @@ def _instance(config: KeepalivedConfig, inst: Instance) -> InstanceConfig:
         higher_prio_send_advert=g.higher_prio_send_advert,
         routes=routes,
         rules=rules,
+        source_ip=inst.unicast_src_ip or inst.mcast_src_ip,
+        unicast_peers=tuple(inst.unicast_peers),
     )
