@@ -259,3 +259,24 @@ def test_unicast_mode(lan, daemons, peer_kind: str) -> None:
     lan.crash("r1")
     r2.wait_master(VIP4)
     assert r3.holds(VIP4)  # r3 hears nobody it may listen to: it is master of its own
+
+
+def test_prometheus_metrics(lan) -> None:
+    import sys
+
+    from hanet.lab.daemons import HanetVrrpd
+
+    daemon = HanetVrrpd(lan, "r1").start(conf(200), extra=["--metrics", "127.0.0.1:9650"])
+    try:
+        daemon.wait_master(VIP4)
+        fetch = (
+            "import urllib.request as u;"
+            "print(u.urlopen('http://127.0.0.1:9650/metrics', timeout=5).read().decode())"
+        )
+        body = lan.run("r1", [sys.executable, "-c", fetch]).stdout
+        assert 'hanet_vrrp_state{instance="VI_1"} 2.0' in body
+        assert 'hanet_vrrp_priority{instance="VI_1"} 200.0' in body
+        assert "hanet_vrrp_adverts_sent_total" in body
+    finally:
+        daemon.stop()
+        daemon.cleanup()

@@ -34,8 +34,13 @@ from hanet.runtime.config import ConfigError
     type=click.Path(path_type=Path),
     help="Default: /run/hanet/vrrpd-<netns inode>.sock",
 )
+@click.option("--metrics", metavar="HOST:PORT", help="Serve Prometheus metrics at /metrics.")
 def vrrpd(
-    config_file: Path, check: bool, pid_file: Path | None, control_socket: Path | None
+    config_file: Path,
+    check: bool,
+    pid_file: Path | None,
+    control_socket: Path | None,
+    metrics: str | None,
 ) -> None:
     """Run the VRRP part of a keepalived.conf in the foreground.
 
@@ -53,9 +58,15 @@ def vrrpd(
         for problem in model.problems:
             click.echo(str(problem), err=True)
         sys.exit(0)
-    daemon = Vrrpd(
-        config_file, pid_file or default_pid_file(), control_socket or default_control_socket()
-    )
+    try:
+        daemon = Vrrpd(
+            config_file,
+            pid_file or default_pid_file(),
+            control_socket or default_control_socket(),
+            metrics,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         asyncio.run(daemon.run(model, configs))
     except (RuntimeError, LookupError, OSError, ConfigError) as exc:

@@ -149,11 +149,12 @@ def control_request(path: Path, message: dict[str, Any], timeout: float = 5) -> 
 class HanetVrrpd(Daemon):
     """``hanet vrrpd -f keepalived.conf`` with its own pid file and control socket."""
 
-    def start(self, config_text: str, *, default_paths: bool = False) -> HanetVrrpd:
+    def start(self, config_text: str, *, default_paths: bool = False,
+              extra: Sequence[str] = ()) -> HanetVrrpd:  # fmt: skip
         self.conf = self.workdir / "keepalived.conf"
         self.conf.write_text(config_text)
         self.control = self.workdir / "control.sock"
-        argv = [*hanet_command(), "--log-level", "info", "vrrpd", "-f", str(self.conf)]
+        argv = [*hanet_command(), "--log-level", "info", "vrrpd", "-f", str(self.conf), *extra]
         if not default_paths:
             argv += ["--pid-file", str(self.workdir / "vrrpd.pid"),
                      "--control-socket", str(self.control)]  # fmt: skip

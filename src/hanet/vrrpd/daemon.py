@@ -21,6 +21,7 @@ from hanet.runtime.service import VrrpService
 from hanet.vrrp import State, StateChanged
 from hanet.vrrpd.control import ControlServer, RequestError
 from hanet.vrrpd.mapping import runtime_instances
+from hanet.vrrpd.metrics import MetricsServer
 from hanet.vrrpd.paths import PidFile
 from hanet.vrrpd.scripts import ScriptRunner
 from hanet.vrrpd.sync import SyncGroups
@@ -41,8 +42,11 @@ def load(path: Path, report: bool = True) -> tuple[KeepalivedConfig, list[Instan
 
 
 class Vrrpd:
-    def __init__(self, config_path: Path, pid_file: Path, control_path: Path) -> None:
+    def __init__(
+        self, config_path: Path, pid_file: Path, control_path: Path, metrics: str | None = None
+    ) -> None:
         self.config_path = config_path
+        self.metrics = MetricsServer(metrics, self.status) if metrics else None
         self.pid = PidFile(pid_file)
         self.control = ControlServer(control_path, self)
         self.service: VrrpService | None = None
@@ -63,6 +67,8 @@ class Vrrpd:
         self.pid.acquire()
         try:
             await self.control.start()
+            if self.metrics is not None:
+                await self.metrics.start()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stopping.set)
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
@@ -89,6 +95,8 @@ class Vrrpd:
         if self.service is not None:
             await self.service.stop()
         await self.control.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
         self.pid.release()
 
     async def reload(self) -> None:
