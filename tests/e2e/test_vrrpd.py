@@ -280,3 +280,40 @@ def test_prometheus_metrics(lan) -> None:
     finally:
         daemon.stop()
         daemon.cleanup()
+
+
+def test_status_command(lan, daemons) -> None:
+    import json
+
+    from hanet.lab.daemons import hanet_command
+
+    r1 = daemons("vrrpd", lan, "r1", conf(200))
+    r1.wait_master(VIP4)
+    args = ["vrrp", "status", "--control-socket", str(r1.control)]
+    table = lan.run("r1", [*hanet_command(), *args]).stdout
+    assert "VI_1" in table and "MASTER" in table and "200 (base 200)" in table
+    data = json.loads(lan.run("r1", [*hanet_command(), *args, "--json"]).stdout)
+    assert data["ok"] and data["instances"][0]["state"] == "MASTER"
+    missing = lan.run("r1", [*hanet_command(), "vrrp", "status", "--control-socket",
+                             "/nonexistent.sock"], check=False)  # fmt: skip
+    assert missing.returncode == 1 and "no answer from /nonexistent.sock" in missing.stderr
+
+
+def test_enable_script_security_refuses_a_writable_script(lan, daemons, tmp_path) -> None:
+    check = tmp_path / "check.sh"
+    check.write_text("#!/bin/sh\nexit 0\n")
+    check.chmod(0o777)
+    top = (
+        f"global_defs {{\n  enable_script_security\n}}\nvrrp_script chk {{\n"
+        f'  script "{check}"\n  interval 0.2\n}}\n'
+    )
+    r1 = daemons(
+        "vrrpd",
+        lan,
+        "r1",
+        conf(200, top=top, extra="  track_script {\n    chk\n  }\n")
+        .replace("global_defs {\n  vrrp_version 3\n}\n", "", 1)
+        .replace("vrrp_instance", "global_defs {\n  vrrp_version 3\n}\nvrrp_instance"),
+    )
+    r1.wait_state("VI_1", "FAULT")
+    assert "writable by a non-root user" in r1.log()

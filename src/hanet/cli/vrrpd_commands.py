@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -114,14 +115,15 @@ def status(as_json: bool, control_socket: Path | None) -> None:
             entry["state"],
             f"{entry['priority']} (base {entry['base_priority']})",
             entry["master"] or "-",
-            f"{since:.0f}" if since else "-",
+            time.strftime("%H:%M:%S", time.localtime(since)) if since else "-",
             str(entry["transitions"]),
             str(entry["adverts_sent"]),
             str(entry["adverts_received"]),
             drops,
             entry.get("fault") or "-",
         )
-    console = Console()
+    # Piped output is read by scripts and tests: never squeeze the table into 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(table)
     scripts = answer.get("scripts", [])
     if scripts:
