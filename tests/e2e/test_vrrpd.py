@@ -200,16 +200,21 @@ def test_default_paths_never_collide_and_a_second_daemon_refuses(lan) -> None:
 
     first = HanetVrrpd(lan, "r1").start(conf(200), default_paths=True)
     other = HanetVrrpd(lan, "r2").start(conf(100), default_paths=True)
-    second = HanetVrrpd(lan, "r1").start(conf(100, vrid=70, vip="10.0.0.70/24"), default_paths=True)
+    second = None
     try:
         first.wait_master(VIP4)
+        wait_until(lambda: other.status_at_default(), 5, "r2's daemon on its own paths")
+        second = HanetVrrpd(lan, "r1").start(
+            conf(100, vrid=70, vip="10.0.0.70/24"), default_paths=True
+        )
         assert second.proc is not None and second.proc.wait(timeout=10) == 1
         assert "another hanet vrrpd uses this path" in second.log()
         assert other.proc is not None and other.proc.poll() is None
     finally:
         for daemon in (first, other, second):
-            daemon.stop()
-            daemon.cleanup()
+            if daemon is not None:
+                daemon.stop()
+                daemon.cleanup()
 
 
 @pytest.mark.parametrize("good", [True, False])

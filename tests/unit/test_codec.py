@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import struct
 
@@ -189,3 +190,17 @@ def test_mutated_packets_only_raise_decode_error(adv: Advertisement, data: st.Da
     cut = data.draw(st.integers(0, len(packet)))
     with contextlib.suppress(DecodeError):
         decode_ip_packet(bytes(packet[:cut]))
+
+
+@given(advertisements())
+def test_identity_key_is_the_same_for_the_same_advert_only(adv: Advertisement) -> None:
+    from hanet.vrrp import identity_key
+
+    packet = encode_ip_packet(adv)
+    key = identity_key(packet)
+    assert key is not None and key == identity_key(packet)
+    other_ttl = encode_ip_packet(dataclasses.replace(adv, ttl=64))
+    assert identity_key(other_ttl) is None  # RFC 5798 §7.1: never cached past the TTL check
+    if adv.source.version == 4:
+        # The IPv4 ID field may change from packet to packet; the key ignores it.
+        assert identity_key(packet[:4] + b"\x12\x34" + packet[6:]) == key

@@ -164,6 +164,15 @@ class HanetVrrpd(Daemon):
     def request(self, message: dict[str, Any]) -> dict[str, Any]:
         return control_request(self.control, message)
 
+    def status_at_default(self) -> bool:
+        """True when the daemon answers on the default control socket of its namespace."""
+        import sys
+
+        probe = ("from hanet.vrrpd.paths import default_control_socket as d;"
+                 "print(d().exists())")  # fmt: skip
+        result = self.lab.run(self.host, [sys.executable, "-c", probe], check=False)
+        return result.stdout.strip() == "True"
+
     def status(self) -> dict[str, Any]:
         answer = self.request({"command": "status"})
         return {i["name"]: i for i in answer.get("instances", [])}

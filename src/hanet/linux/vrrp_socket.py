@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+from typing import Any
 
 from hanet.vrrp.codec import GROUP_V4, GROUP_V6, PROTOCOL_VRRP, IPAddress
 
@@ -22,6 +23,7 @@ RECV_BUFFER = 65535
 class VrrpSocket:
     def __init__(self, ifname: str, ifindex: int, family: int) -> None:
         self.ifname, self.ifindex, self.family = ifname, ifindex, family
+        self._prepared: dict[tuple[IPAddress, IPAddress], tuple[Any, int, Any]] = {}
         self.sock = socket.socket(family, socket.SOCK_RAW, PROTOCOL_VRRP)
         try:
             self._configure()
@@ -62,25 +64,34 @@ class VrrpSocket:
 
     def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
         """Send from ``source``: the checksum's pseudo-header must match the real header."""
+        key = (source, destination)
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = self._prepared[key] = self._prepare(source, destination)
+        self.sock.sendmsg([message], *prepared)
+
+    def _prepare(self, source: IPAddress, destination: IPAddress) -> tuple[Any, int, Any]:
+        """Ancillary data and address, built once per (source, destination)."""
         if self.family == socket.AF_INET:
             info = struct.pack("I4s4s", self.ifindex, source.packed, bytes(4))
-            ancillary = [(socket.IPPROTO_IP, IP_PKTINFO, info)]
-            self.sock.sendmsg([message], ancillary, 0, (str(destination), 0))
-        else:
-            info = source.packed + struct.pack("@I", self.ifindex)
-            ancillary = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, info)]
-            self.sock.sendmsg([message], ancillary, 0, (str(destination), 0, 0, self.ifindex))
+            return [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0, (str(destination), 0)
+        info = source.packed + struct.pack("@I", self.ifindex)
+        return (
+            [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, info)],
+            0,
+            (str(destination), 0, 0, self.ifindex),
+        )
 
     def receive(self) -> bytes | None:
         """One packet as a whole IP packet, or None when nothing is waiting."""
         try:
+            if self.family == socket.AF_INET:
+                return self.sock.recv(RECV_BUFFER)  # raw IPv4 sockets deliver the IP header
             data, ancillary, _flags, peer = self.sock.recvmsg(
                 RECV_BUFFER, socket.CMSG_SPACE(64) * 2
             )
         except (BlockingIOError, InterruptedError):
             return None
-        if self.family == socket.AF_INET:
-            return data  # raw IPv4 sockets deliver the IP header
         return _rebuild_ipv6_header(data, ancillary, peer[0])
 
 

@@ -45,7 +45,7 @@ class Instance:
             auth_data,
             frozenset(config.unicast_peers),
         )
-        self.timer: asyncio.TimerHandle | None = None
+        self.due: float | None = None  # the Scheduler's wake-up for this instance
         self.refresh: asyncio.TimerHandle | None = None
         # Addresses are reconciled towards ``wants_addresses`` by one task at a time, so a
         # quick MASTER -> BACKUP -> MASTER never interleaves netlink calls. None: unknown.

@@ -12,6 +12,7 @@ from hanet.linux import addresses as netaddr
 from hanet.linux.announce_socket import Announcer
 from hanet.linux.netns import inside
 from hanet.linux.vrrp_socket import VrrpSocket
+from hanet.vrrp import AdvertReceived
 from hanet.vrrp.announce import mac_bytes
 
 if TYPE_CHECKING:
@@ -24,6 +25,8 @@ class Link:
     def __init__(self, netns: str | None, ifname: str, family: int) -> None:
         self.netns, self.ifname, self.family = netns, ifname, family
         self.instances: dict[int, Instance] = {}
+        # identity_key(packet) -> the instance and event a full decode gave for it.
+        self.accepted: dict[bytes, tuple[Instance, AdvertReceived]] = {}
         self.ipr: AsyncIPRoute | None = None
         self.socket: VrrpSocket | None = None
         self.announcer: Announcer | None = None

@@ -18,6 +18,7 @@ from hanet.runtime import placement
 from hanet.runtime.config import ConfigError, InstanceConfig
 from hanet.runtime.instance import Instance
 from hanet.runtime.link import Link
+from hanet.runtime.scheduler import SLACK, Scheduler
 from hanet.vrrp import (
     AdvertReceived,
     AnnounceAddresses,
@@ -35,6 +36,7 @@ from hanet.vrrp import (
     Timeout,
     decode_ip_packet,
     drop_reason,
+    identity_key,
 )
 from hanet.vrrp.receive import VRID_NOT_OURS
 
@@ -50,8 +52,15 @@ class VrrpService:
         self.instances: dict[str, Instance] = {}
         self.listeners: list[Listener] = []
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._scheduler: Scheduler | None = None
 
     # Start, stop and changes at run time --------------------------------------------------
+
+    @property
+    def scheduler(self) -> Scheduler:
+        if self._scheduler is None:
+            self._scheduler = Scheduler(asyncio.get_running_loop(), self._on_due)  # type: ignore[arg-type]
+        return self._scheduler
 
     async def start(self) -> None:
         """Open every socket, then start every instance. Nothing starts if one fails."""
@@ -98,10 +107,10 @@ class VrrpService:
         instance = self.instances[name]
         assert self.loop is not None
         self._apply(instance, instance.machine.handle(Shutdown(), self.loop.time()))
-        for handle in (instance.timer, instance.refresh):
-            if handle is not None:
-                handle.cancel()
-        instance.timer = instance.refresh = None
+        self.scheduler.cancel(instance)
+        if instance.refresh is not None:
+            instance.refresh.cancel()
+        instance.refresh = None
         await self._settle(instance)
         await self._dismantle(instance)
 
@@ -118,6 +127,7 @@ class VrrpService:
         if old.filters_traffic:
             await accept_filter.remove(old.netns, instance.filter_chain)
         instance.reconfigure(config)
+        instance.link.accepted.clear()
         if config.filters_traffic:
             await accept_filter.install(config.netns, instance.filter_chain, config.addresses)
         if instance.has_addresses:
@@ -197,6 +207,7 @@ class VrrpService:
             except accept_filter.FilterError as exc:
                 log.error("%s: %s", instance.name, exc)
         link.instances.pop(instance.config.vrid, None)
+        link.accepted.clear()
         self.instances.pop(instance.name, None)
         if not link.instances:
             if link.socket is not None and self.loop is not None:
@@ -228,6 +239,13 @@ class VrrpService:
             self._on_packet(link, packet, self.loop.time())
 
     def _on_packet(self, link: Link, packet: bytes, now: float) -> None:
+        key = identity_key(packet)
+        hit = link.accepted.get(key) if key is not None else None
+        if hit is not None:
+            known, cached_event = hit
+            known.counters.adverts_received += 1
+            self._apply(known, known.machine.handle(cached_event, now))
+            return
         try:
             advert = decode_ip_packet(packet)
         except DecodeError as exc:
@@ -244,6 +262,10 @@ class VrrpService:
             return
         instance.counters.adverts_received += 1
         event = AdvertReceived(advert.priority, advert.advert_int_cs, advert.source)
+        if key is not None:
+            if len(link.accepted) > 4 * len(link.instances) + 16:
+                link.accepted.clear()  # bounded: peers that churn cannot grow it
+            link.accepted[key] = (instance, event)
         self._apply(instance, instance.machine.handle(event, now))
 
     @staticmethod
@@ -254,10 +276,14 @@ class VrrpService:
 
     # Timers and actions -------------------------------------------------------------------
 
-    def _on_timer(self, instance: Instance) -> None:
-        assert self.loop is not None
-        instance.timer = None
-        self._apply(instance, instance.machine.handle(Timeout(), self.loop.time()))
+    def _on_due(self, instance: Instance, now: float) -> None:
+        deadline = instance.machine.next_deadline()
+        if deadline is None:
+            return
+        if deadline > now + SLACK:
+            self.scheduler.want(instance, deadline)  # the deadline moved on since queued
+            return
+        self._apply(instance, instance.machine.handle(Timeout(), max(now, deadline)))
 
     def _apply(self, instance: Instance, actions: list[Any]) -> None:
         assert self.loop is not None
@@ -274,12 +300,7 @@ class VrrpService:
                     self._announce(instance, instance.config.garp_repeat)
             elif isinstance(action, StateChanged):
                 self._changed(instance, action)
-        deadline = instance.machine.next_deadline()
-        if instance.timer is not None and (deadline is None or instance.timer.when() != deadline):
-            instance.timer.cancel()
-            instance.timer = None
-        if deadline is not None and instance.timer is None:
-            instance.timer = self.loop.call_at(deadline, self._on_timer, instance)
+        self.scheduler.want(instance, instance.machine.next_deadline())
 
     def _send(self, instance: Instance, priority: int) -> None:
         link = instance.link

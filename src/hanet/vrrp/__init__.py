@@ -13,6 +13,7 @@ from hanet.vrrp.codec import (
     decode_message,
     encode_ip_packet,
     encode_message,
+    identity_key,
 )
 from hanet.vrrp.fsm import (
     ALLOWED_TRANSITIONS,
@@ -67,4 +68,5 @@ __all__ = [
     "drop_reason",
     "encode_ip_packet",
     "encode_message",
+    "identity_key",
 ]

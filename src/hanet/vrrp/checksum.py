@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 
 def internet_checksum(data: bytes) -> int:
     """One's complement of the one's-complement sum of 16-bit words.
@@ -10,7 +12,7 @@ def internet_checksum(data: bytes) -> int:
     """
     if len(data) % 2:
         data += b"\0"
-    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF

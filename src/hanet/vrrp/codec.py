@@ -292,3 +292,31 @@ def _check_checksum(message: bytes, version: int, source: IPAddress, dest: IPAdd
         forms = [pseudo_header(source, dest, len(message)) + message, message]
     if not any(internet_checksum(data) == 0 for data in forms):
         raise _fail("bad_checksum", "checksum does not match the message")
+
+
+def identity_key(packet: bytes) -> bytes | None:
+    """What makes two packets the same advert: addresses plus the whole VRRP message.
+
+    Returns None unless the IP-level checks that such a key cannot carry (version, TTL,
+    protocol, lengths) pass. A receiver may keep the decoded result of a key and reuse it
+    for a later packet with the same key: a master sends the same bytes every interval, so
+    the full decode and checksum are then done once, not ten times a second.
+    """
+    if len(packet) < IPV4_HEADER_MIN:
+        return None
+    if packet[0] >> 4 == 4:
+        ihl = (packet[0] & 0x0F) * 4
+        total = (packet[2] << 8) | packet[3]
+        if packet[8] != REQUIRED_TTL or packet[9] != PROTOCOL_VRRP:
+            return None
+        if ihl < IPV4_HEADER_MIN or not ihl <= total <= len(packet):
+            return None
+        return packet[12:20] + packet[ihl:total]
+    if packet[0] >> 4 == 6 and len(packet) >= IPV6_HEADER_LEN:
+        payload = (packet[4] << 8) | packet[5]
+        if packet[6] != PROTOCOL_VRRP or packet[7] != REQUIRED_TTL:
+            return None
+        if IPV6_HEADER_LEN + payload > len(packet):
+            return None
+        return packet[8:40] + packet[40 : 40 + payload]
+    return None
