@@ -75,7 +75,7 @@ def daemons(request: pytest.FixtureRequest) -> Iterator[Callable[..., Daemon]]:
     report = getattr(request.node, "rep_call", None)
     for daemon in started:
         if report is not None and report.failed:
-            request.node.add_report_section("call", f"{daemon.host} log", daemon.log())
+            request.node.add_report_section("teardown", f"{daemon.host} log", daemon.log())
         daemon.cleanup()
 
 

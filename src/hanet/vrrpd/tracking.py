@@ -18,14 +18,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.rtnl import RTMGRP_LINK
 
 log = logging.getLogger(__name__)
 
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
-INTERFACE_POLL = 0.1
 FILE_POLL = 1.0
 
 
@@ -88,11 +89,10 @@ def evaluate(base: int, tracking: Tracking, seen: Observations) -> tuple[int, st
 
 
 class InterfaceWatcher:
-    """Polls the carrier of a set of interfaces in one namespace (cheap: a few per node)."""
+    """Follows the carrier of a set of interfaces in one namespace, from netlink events."""
 
-    def __init__(
-        self, netns: str | None, names: set[str], on_change: Callable[[str, bool], None]
-    ) -> None:
+    def __init__(self, netns: str | None, names: set[str],
+                 on_change: Callable[[str, bool], None]) -> None:  # fmt: skip
         self.netns, self.names, self.on_change = netns, names, on_change
         self.state: dict[str, bool] = {}
         self.task: asyncio.Task[None] | None = None
@@ -101,8 +101,12 @@ class InterfaceWatcher:
         kwargs = {"netns": self.netns} if self.netns else {}
         self.ipr = AsyncIPRoute(**kwargs)
         await self.ipr.setup_endpoint()
-        await self.poll()
-        self.task = asyncio.get_running_loop().create_task(self._loop())
+        await self.ipr.bind(groups=RTMGRP_LINK)  # before the dump: no change falls between
+        async for link in await self.ipr.link("dump"):
+            self._update(link)
+        for name in self.names - set(self.state):
+            self._set(name, False)  # not there (yet): down
+        self.task = asyncio.get_running_loop().create_task(self._events())
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -110,23 +114,22 @@ class InterfaceWatcher:
             await asyncio.gather(self.task, return_exceptions=True)
         self.ipr.close()
 
-    async def poll(self) -> None:
-        for name in self.names:
-            up = False
-            try:
-                for link in await self.ipr.link("get", ifname=name):
-                    flags = link.get("flags", 0)
-                    up = bool(flags & IFF_UP and flags & IFF_RUNNING)
-            except Exception:  # gone or never there: down
-                up = False
-            if self.state.get(name) != up:
-                self.state[name] = up
-                self.on_change(name, up)
+    def _update(self, message: Any) -> None:
+        name = message.get("IFLA_IFNAME")
+        if name not in self.names:
+            return
+        flags = message.get("flags", 0) or 0
+        deleted = message.get("event") == "RTM_DELLINK"
+        self._set(name, not deleted and bool(flags & IFF_UP and flags & IFF_RUNNING))
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(INTERFACE_POLL)
-            await self.poll()
+    def _set(self, name: str, up: bool) -> None:
+        if self.state.get(name) != up:
+            self.state[name] = up
+            self.on_change(name, up)
+
+    async def _events(self) -> None:
+        async for message in self.ipr.get():
+            self._update(message)
 
 
 class FileWatcher:
