@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hanet.lab.daemons import Daemon, HanetVrrp, Keepalived, keepalived_conf, wait_until
+from hanet.lab.daemons import Daemon, HanetVrrpd, Keepalived, keepalived_conf, wait_until
 from hanet.lab.lab import Lab
 from hanet.lab.probe import Pinger
 from hanet.lab.pytest_plugin import unique_prefix
@@ -49,12 +49,6 @@ CASES = [
 ]
 
 
-def hanet_config(case: Case, priority: int) -> dict[str, object]:
-    return {"vr": {"interface": "eth0", "vrid": 51, "priority": priority,
-                   "addresses": [f"{VIP}/24"], "version": case.version,
-                   "advert_int": case.advert_int}}  # fmt: skip
-
-
 def keepalived_config(case: Case, priority: int) -> str:
     return keepalived_conf(
         version=case.version, priority=priority, vip=f"{VIP}/24", advert_int=case.advert_int
@@ -68,10 +62,10 @@ def trial(case: Case, kind: str) -> int:
 
         def start(host: str, priority: int) -> Daemon:
             daemon: Daemon
-            if kind == "hanet":
-                daemon = HanetVrrp(lab, host).start(hanet_config(case, priority))
-            else:
-                daemon = Keepalived(lab, host).start(keepalived_config(case, priority))
+            # Both implementations run the very same keepalived.conf.
+            text = keepalived_config(case, priority)
+            daemon = HanetVrrpd(lab, host) if kind == "hanet" else Keepalived(lab, host)
+            daemon.start(text)
             started.append(daemon)
             return daemon
 
@@ -115,15 +109,16 @@ def render(results: dict[str, dict[str, list[int]]], trials: int, command: str) 
     version = (keepalived.stderr or keepalived.stdout).splitlines()[0]
     lines = [
         BEGIN,
-        "## Fail-over: the client's outage (issue 2)",
+        "## Fail-over: the client's outage (issues 2 and 3)",
         "",
-        f"Command: `{command}`; {trials} trials per implementation and case, alternating.",
+        f"Command: `{command}`; {trials} trials per implementation and case, alternating. "
+        "hanet runs as `hanet vrrpd` on the same keepalived.conf as keepalived.",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores, "
         f"Linux {platform.release()}, {version}.",
         "",
         "Outage = the longest gap between replies of a 10 ms ICMP stream from the client to "
         "the VIP. Crash = kill -9 of every process on the master and its link cut at once; "
-        "priority-0 = SIGTERM to the master.",
+        "priority-0 = SIGTERM to the master (a graceful stop).",
         "",
         "| case | hanet median (min-max) | keepalived median (min-max) | ratio hanet/keepalived "
         "| issue's reference |",
