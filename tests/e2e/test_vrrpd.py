@@ -90,6 +90,9 @@ def test_control_socket_manages_instances_and_survives_bad_requests(lan, daemons
     r1.wait_master("10.0.0.61")
     assert not r1.holds("10.0.0.60")
     assert r1.status()["agent_1"]["transitions"] == 2  # changed in place, still master
+    entry["priority"] = 120
+    assert r1.request({"command": "change", "name": "agent_1", "instance": entry})["ok"]
+    wait_until(lambda: r1.status()["agent_1"]["priority"] == 120, 5, "the new priority")
     for bad in (
         {"command": "launch"},
         {"command": "add", "name": "x"},

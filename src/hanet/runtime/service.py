@@ -128,6 +128,8 @@ class VrrpService:
             await accept_filter.remove(old.netns, instance.filter_chain)
         instance.reconfigure(config)
         instance.link.accepted.clear()
+        if old.priority != config.priority:
+            self.set_priority(config.name, config.priority)  # trackers may refine it
         if config.filters_traffic:
             await accept_filter.install(config.netns, instance.filter_chain, config.addresses)
         if instance.has_addresses:
@@ -400,4 +402,5 @@ class VrrpService:
 
 def identity(config: InstanceConfig) -> tuple[object, ...]:
     """What makes an instance the same virtual router on the wire."""
-    return (config.netns, config.interface, config.family, config.vrid, config.version)
+    owner = config.priority == 255  # the address owner starts differently (RFC 5798 §6.4.1)
+    return (config.netns, config.interface, config.family, config.vrid, config.version, owner)
