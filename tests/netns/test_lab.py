@@ -79,3 +79,26 @@ def test_cli_lab_reports_bad_file(tmp_path) -> None:  # type: ignore[no-untyped-
                             text=True)  # fmt: skip
     assert result.returncode == 1
     assert "hosts.a.interfaces.eth0.segment: unknown segment 'wan'" in result.stderr
+
+
+def test_netlink_sockets_land_in_the_namespace_asked_for(lab_prefix: str) -> None:
+    """Guards against acting on the host: a regression once put the socket in the caller's
+    namespace (pyroute2 makes it lazily)."""
+    import asyncio
+    import socket
+
+    from hanet.linux.addresses import interface_facts, open_netlink
+    from hanet.linux.netns import WrongNamespace, check_in
+
+    with Lab(lan_topology(routers=1), lab_prefix) as lab:
+
+        async def facts():  # type: ignore[no-untyped-def]
+            ipr = await open_netlink(lab.ns("r1"))
+            try:
+                return await interface_facts(ipr, "eth0", set())
+            finally:
+                ipr.close()
+
+        assert str(asyncio.run(facts()).primary_v4) == "10.0.0.1"
+        with socket.socket() as host_socket, pytest.raises(WrongNamespace):
+            check_in(host_socket, lab.ns("r1"))

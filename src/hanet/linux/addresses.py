@@ -10,6 +10,8 @@ from typing import Any
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from hanet.linux.netns import WrongNamespace, check_in, inside
+
 IFA_F_NODAD = 0x02
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -28,7 +30,22 @@ class InterfaceNotFound(LookupError):
 
 
 async def open_netlink(netns: str | None) -> AsyncIPRoute:
-    ipr = AsyncIPRoute(netns=netns) if netns else AsyncIPRoute()
+    """A netlink socket in ``netns``, created from this thread with setns.
+
+    pyroute2's own ``netns=`` forks a helper; the fork shares asyncio's signal wake-up fd,
+    so a signal to the helper would reach our loop as if it were ours (a SIGTERM that
+    stopped the daemon, seen in the tests). pyroute2 makes the socket lazily, on the first
+    access to ``.socket``: that access must happen inside the namespace, or the socket
+    would belong to the daemon's own namespace. ``check_in`` makes sure it does.
+    """
+    with inside(netns):
+        ipr = AsyncIPRoute()
+        ipr.socket.fileno()  # creates the socket here, in the namespace
+    try:
+        check_in(ipr.socket, netns)
+    except WrongNamespace:
+        ipr.close()
+        raise
     await ipr.setup_endpoint()
     return ipr
 

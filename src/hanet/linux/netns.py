@@ -8,6 +8,7 @@ any threads (pyroute2 forks to open netlink sockets in other namespaces).
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator
 
 from pyroute2 import IPRoute, netns
@@ -29,3 +30,31 @@ def inside(name: str | None) -> Iterator[None]:
 def iproute(name: str | None) -> IPRoute:
     """A netlink socket bound to namespace ``name`` (None: the current one)."""
     return IPRoute(netns=name) if name else IPRoute()
+
+
+SO_NETNS_COOKIE = 71  # Linux 5.14: a socket's network namespace, as a 64-bit cookie
+
+
+class WrongNamespace(RuntimeError):
+    pass
+
+
+def namespace_cookie(sock: socket.socket) -> int | None:
+    """The namespace a socket belongs to, or None where the kernel cannot say."""
+    try:
+        return int.from_bytes(sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), "little")
+    except OSError:
+        return None
+
+
+def check_in(sock: socket.socket, name: str | None) -> None:
+    """Refuse a socket that is not in namespace ``name``: acting on the wrong namespace could
+    change the host's own addresses."""
+    with inside(name):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with probe:
+        expected = namespace_cookie(probe)
+    actual = namespace_cookie(sock)
+    if expected is not None and actual is not None and expected != actual:
+        raise WrongNamespace(f"a socket meant for namespace {name or 'of this process'} "
+                             "belongs to another one")  # fmt: skip

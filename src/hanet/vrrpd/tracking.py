@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.rtnl import RTMGRP_LINK
+
+from hanet.linux.addresses import open_netlink
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,7 @@ class InterfaceWatcher:
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        kwargs = {"netns": self.netns} if self.netns else {}
-        self.ipr = AsyncIPRoute(**kwargs)
-        await self.ipr.setup_endpoint()
+        self.ipr = await open_netlink(self.netns)
         await self.ipr.bind(groups=RTMGRP_LINK)  # before the dump: no change falls between
         async for link in await self.ipr.link("dump"):
             self._update(link)
