@@ -325,3 +325,24 @@ def test_enable_script_security_refuses_a_writable_script(lan, daemons, tmp_path
     )
     r1.wait_state("VI_1", "FAULT")
     assert "writable by a non-root user" in r1.log()
+
+
+def test_subscribe_streams_state_changes(lan, daemons) -> None:
+    import json
+    import socket
+
+    r1 = daemons("vrrpd", lan, "r1", conf(200))
+    r1.wait_master(VIP4)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(r1.control))
+        sock.sendall(b'{"command": "subscribe"}\n')
+        stream = sock.makefile("r")
+        assert json.loads(stream.readline()) == {"ok": True}
+        entry = {"interface": "eth0", "vrid": 61, "priority": 150,
+                 "addresses": ["10.0.0.61/24"], "advert_int": 0.1}  # fmt: skip
+        assert r1.request({"command": "add", "name": "watched", "instance": entry})["ok"]
+        events = [json.loads(stream.readline()) for _ in range(2)]
+    assert [(e["instance"], e["old"], e["new"]) for e in events] == [
+        ("watched", "INITIALIZE", "BACKUP"), ("watched", "BACKUP", "MASTER"),
+    ]  # fmt: skip

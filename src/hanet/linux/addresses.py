@@ -183,4 +183,10 @@ def _rule_spec(rule: Any) -> dict[str, Any]:
         spec["table"] = rule.table
     if rule.priority is not None:
         spec["priority"] = rule.priority
+    if rule.iif is not None:
+        spec["iifname"] = rule.iif
+    if rule.oif is not None:
+        spec["oifname"] = rule.oif
+    if rule.fwmark is not None:
+        spec["fwmark"] = rule.fwmark
     return spec

@@ -89,6 +89,9 @@ class VirtualRule:
     destination: IPNetwork | None = None
     table: int | None = None
     priority: int | None = None
+    iif: str | None = None
+    oif: str | None = None
+    fwmark: int | None = None
 
 
 @dataclass(frozen=True)

@@ -65,16 +65,7 @@ class VrrpService:
     async def start(self) -> None:
         """Open every socket, then start every instance. Nothing starts if one fails."""
         self.loop = asyncio.get_running_loop()
-        prepared: list[Instance] = []
-        try:
-            for config in self.configs:
-                prepared.append(await self._prepare(config))
-        except BaseException:
-            for instance in prepared:
-                await self._dismantle(instance)
-            raise
-        for instance in prepared:
-            self._begin(instance)
+        await self.add_many(self.configs)
 
     async def stop(self) -> None:
         """Graceful stop: every master sends priority 0 and removes its addresses."""

@@ -44,7 +44,10 @@ def _instance(config: KeepalivedConfig, inst: Instance) -> InstanceConfig:
         VirtualRoute(r.to, r.via, r.metric, r.table, r.dev, r.src, r.scope, r.protocol, r.kind)
         for r in inst.routes
     )
-    rules = tuple(VirtualRule(r.source, r.destination, r.table, r.priority) for r in inst.rules)
+    rules = tuple(
+        VirtualRule(r.source, r.destination, r.table, r.priority, r.iif, r.oif, r.fwmark)
+        for r in inst.rules
+    )
     version = inst.version or g.vrrp_version
     family = vips[0].address.version if vips else 4
 

@@ -80,16 +80,22 @@ class ScriptRunner:
             check_script_security(argv)
         return argv
 
-    async def run(self, argv: list[str], timeout: float) -> int | None:
-        """The exit status, or None if it could not start or timed out (then killed)."""
+    async def run(
+        self, argv: list[str], timeout: float, user: tuple[str, str | None] | None = None
+    ) -> int | None:
+        """The exit status, or None if it could not start or timed out (then killed).
+
+        ``user`` (a vrrp_script's own ``user``) overrides the global script_user.
+        """
+        run_as, group = user if user is not None else (self.user, self.group)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
-                user=self.user,
-                group=self.group,
+                user=run_as,
+                group=group,
                 start_new_session=True,
             )
         except (OSError, ValueError, KeyError) as exc:
@@ -155,9 +161,11 @@ class ScriptCheck:
         state: CheckState,
         runner: ScriptRunner,
         on_change: Callable[[str, bool], None],
+        user: tuple[str, str | None] | None = None,
     ) -> None:
         self.name, self.argv, self.interval, self.timeout = name, argv, interval, timeout
         self.state, self.runner, self.on_change = state, runner, on_change
+        self.user = user
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -172,7 +180,7 @@ class ScriptCheck:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
-            status = await self.runner.run(self.argv, self.timeout)
+            status = await self.runner.run(self.argv, self.timeout, self.user)
             if self.state.record(status == 0):
                 log.info("vrrp_script %s is now %s", self.name, "OK" if self.state.ok else "FAIL")
                 self.on_change(self.name, self.state.ok)

@@ -105,7 +105,14 @@ class Trackers:
             return
         timeout = script.timeout or script.interval
         check = ScriptCheck(
-            name, argv, script.interval, timeout, state, self.runner, self._script_changed
+            name,
+            argv,
+            script.interval,
+            timeout,
+            state,
+            self.runner,
+            self._script_changed,
+            script.user,
         )
         self.checks[name] = (script, check)
         check.start()
