@@ -23,6 +23,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def default_script_user() -> tuple[str | None, str | None]:
+    """keepalived runs scripts as keepalived_script when that user exists, else as root."""
+    import pwd
+
+    try:
+        pwd.getpwnam("keepalived_script")
+    except KeyError:
+        return None, None
+    return "keepalived_script", None
+
+
 def tracking_for(model: KeepalivedConfig, name: str) -> Tracking:
     """keepalived's rules for what an instance tracks, with which weight."""
     spec = model.instances[name]
@@ -67,7 +78,7 @@ class Trackers:
         """(Re)build from the model; checks whose definition did not change keep running."""
         g = model.global_defs
         self.runner.security = g.enable_script_security
-        self.runner.user, self.runner.group = g.script_user or (None, None)
+        self.runner.user, self.runner.group = g.script_user or default_script_user()
         self.tracking = {n: tracking_for(model, n) for n in model.instances}
         for name in list(self.checks):
             if name not in model.scripts or self.checks[name][0] != model.scripts[name]:
