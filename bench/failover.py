@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hanet.lab.daemons import Daemon, HanetVrrpd, Keepalived, keepalived_conf, wait_until
-from hanet.lab.lab import Lab
+from hanet.lab.lab import Lab, clean_up_on_sigterm
 from hanet.lab.probe import Pinger
 from hanet.lab.pytest_plugin import unique_prefix
 from hanet.lab.topology import lan_topology
@@ -157,6 +157,7 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench.failover needs root (network namespaces)")
+    clean_up_on_sigterm()
     results = {}
     for case in CASES:
         if args.case and not any(c in case.name for c in args.case):

@@ -22,7 +22,7 @@ from pyroute2 import IPRoute
 
 from bench.failover import write_section
 from hanet.lab.daemons import Daemon, HanetVrrpd, Keepalived, wait_until
-from hanet.lab.lab import Lab, pids_in_netns
+from hanet.lab.lab import Lab, clean_up_on_sigterm, pids_in_netns
 from hanet.lab.pytest_plugin import unique_prefix
 from hanet.lab.topology import Host, Link, Topology
 
@@ -142,6 +142,7 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench.scale needs root (network namespaces)")
+    clean_up_on_sigterm()
     results = {}
     for count in (int(c) for c in args.counts.split(",")):
         results[count] = {kind: run(kind, count, args.cpu_seconds, lambda m: print(m, flush=True))

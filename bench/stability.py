@@ -23,7 +23,7 @@ from pyroute2 import IPRoute
 from bench.failover import write_section
 from bench.scale import config, topology, vips_held
 from hanet.lab.daemons import Daemon, HanetVrrpd, Keepalived, wait_until
-from hanet.lab.lab import Lab
+from hanet.lab.lab import Lab, clean_up_on_sigterm
 from hanet.lab.pytest_plugin import unique_prefix
 
 BEGIN, END = "<!-- bench:stability:begin -->", "<!-- bench:stability:end -->"
@@ -76,6 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench.stability needs root (network namespaces)")
+    clean_up_on_sigterm()
     rows = []
     for interval in (float(i) for i in args.intervals.split(",")):
         for kind in ("hanet", "keepalived"):

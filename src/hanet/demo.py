@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 
 from hanet.lab.daemons import HanetVrrp, wait_until
-from hanet.lab.lab import Lab
+from hanet.lab.lab import Lab, clean_up_on_sigterm
 from hanet.lab.probe import Pinger
 from hanet.lab.topology import lan_topology
 
@@ -27,6 +27,7 @@ def _instance(priority: int) -> dict[str, Any]:
 
 
 def run_demo(prefix: str | None = None) -> int:
+    clean_up_on_sigterm()
     console = Console(highlight=False)
     lab = Lab(lan_topology(routers=2), prefix or f"demo{os.getpid() % 100000}")
     routers: list[HanetVrrp] = []

@@ -163,7 +163,8 @@ def test_notify_scripts_get_keepalived_arguments(lan, daemons, tmp_path) -> None
     assert "INSTANCE VI_1 STOP 200" in log_file.read_text()
 
 
-def test_sync_group_moves_together(make_lab, daemons) -> None:
+def two_lan_lab(make_lab):  # type: ignore[no-untyped-def]
+    """r1, r2 and c on two LANs: eth0 on 10.0.0.0/24, eth1 on 10.2.0.0/24."""
     import ipaddress as ip
 
     from hanet.lab.topology import Host, Link, Topology
@@ -176,20 +177,25 @@ def test_sync_group_moves_together(make_lab, daemons) -> None:
             }
         )
 
-    lab = make_lab(Topology(("lan", "lan2"), {"r1": host(1), "r2": host(2), "c": host(101)}))
+    return make_lab(Topology(("lan", "lan2"), {"r1": host(1), "r2": host(2), "c": host(101)}))
 
-    def group_conf(priority: int) -> str:
-        return (
-            "global_defs {\n  vrrp_version 3\n}\n"
-            "vrrp_sync_group G {\n  group {\n    A\n    B\n  }\n}\n"
-            f"vrrp_instance A {{\n  interface eth0\n  virtual_router_id 1\n  priority {priority}\n"
-            "  advert_int 0.1\n  virtual_ipaddress {\n    10.0.0.200/24\n  }\n}\n"
-            f"vrrp_instance B {{\n  interface eth1\n  virtual_router_id 2\n  priority {priority}\n"
-            "  advert_int 0.1\n  virtual_ipaddress {\n    10.2.0.200/24\n  }\n}\n"
-        )
 
+def group_conf(priority: int) -> str:
+    return (
+        "global_defs {\n  vrrp_version 3\n}\n"
+        "vrrp_sync_group G {\n  group {\n    A\n    B\n  }\n}\n"
+        f"vrrp_instance A {{\n  interface eth0\n  virtual_router_id 1\n  priority {priority}\n"
+        "  advert_int 0.1\n  virtual_ipaddress {\n    10.0.0.200/24\n  }\n}\n"
+        f"vrrp_instance B {{\n  interface eth1\n  virtual_router_id 2\n  priority {priority}\n"
+        "  advert_int 0.1\n  virtual_ipaddress {\n    10.2.0.200/24\n  }\n}\n"
+    )
+
+
+@pytest.mark.parametrize("peer", ["vrrpd", "keepalived"])
+def test_sync_group_moves_together(make_lab, daemons, peer: str) -> None:
+    lab = two_lan_lab(make_lab)
     r1 = daemons("vrrpd", lab, "r1", group_conf(200))
-    r2 = daemons("vrrpd", lab, "r2", group_conf(100))
+    r2 = daemons(peer, lab, "r2", group_conf(100))
     r1.wait_master("10.0.0.200")
     r1.wait_master("10.2.0.200")
     lab.cut("r1", "eth1")  # B's link fails on r1: the whole group moves to r2
@@ -346,3 +352,57 @@ def test_subscribe_streams_state_changes(lan, daemons) -> None:
     assert [(e["instance"], e["old"], e["new"]) for e in events] == [
         ("watched", "INITIALIZE", "BACKUP"), ("watched", "BACKUP", "MASTER"),
     ]  # fmt: skip
+
+
+def test_track_file_weight_and_track_interface_weight(make_lab, daemons, tmp_path) -> None:
+    """track_file: the file's number times its weight moves the priority; track_interface
+    with a weight: a down interface subtracts it (keepalived.conf(5))."""
+    lab = two_lan_lab(make_lab)
+    state = tmp_path / "state"
+    top = f"track_file health {{\n  file {state}\n  weight -10\n  init_file 0 overwrite\n}}\n"
+    extra = ("  track_file {\n    health\n  }\n"
+             "  track_interface {\n    eth1 weight -50\n  }\n")  # fmt: skip
+    r1 = daemons("vrrpd", lab, "r1", conf(200, extra=extra, top=top))
+    r2 = daemons("vrrpd", lab, "r2", conf(160))
+    r1.wait_master(VIP4)
+    assert state.read_text().strip() == "0"
+    state.write_text("3\n")  # 200 - 30 = 170: still above r2
+    wait_until(lambda: r1.status()["VI_1"]["priority"] == 170, 5, "the file's weight")
+    assert r1.holds(VIP4)
+    lab.cut("r1", "eth1")  # 170 - 50 = 120 < 160: r2 preempts
+    r2.wait_master(VIP4)
+    assert r1.status()["VI_1"]["priority"] == 120
+    lab.restore("r1", "eth1")
+    state.write_text("0\n")
+    r1.wait_master(VIP4)
+
+
+def test_virtual_rules_and_blackhole_routes_follow_mastership(lan, daemons) -> None:
+    extra = ("  virtual_rules {\n    from 10.9.0.0/16 table 100 priority 1000\n  }\n"
+             "  virtual_routes {\n    blackhole 10.66.0.0/16\n"
+             "    10.9.0.0/16 via 10.0.0.254 table 100\n  }\n")  # fmt: skip
+    r1 = daemons("vrrpd", lan, "r1", conf(200, extra=extra))
+    r2 = daemons("vrrpd", lan, "r2", conf(100, extra=extra))
+
+    def installed(host: str) -> bool:
+        rules = lan.run(host, ["ip", "rule"]).stdout
+        routes = lan.run(host, ["ip", "route", "show", "table", "all"]).stdout
+        return ("1000:\tfrom 10.9.0.0/16 lookup 100" in rules
+                and "blackhole 10.66.0.0/16" in routes
+                and "10.9.0.0/16 via 10.0.0.254 dev eth0 table 100" in routes)  # fmt: skip
+
+    r1.wait_master(VIP4)
+    wait_until(lambda: installed("r1"), 5, "r1's rules and routes")
+    assert not installed("r2")
+    r1.stop()
+    r2.wait_master(VIP4)
+    wait_until(lambda: installed("r2"), 5, "r2's rules and routes")
+    assert not installed("r1")
+
+
+def test_startup_delay(lan, daemons) -> None:
+    r1 = daemons("vrrpd", lan, "r1", conf(200).replace(
+        "vrrp_version 3\n", "vrrp_version 3\n  vrrp_startup_delay 1\n"))  # fmt: skip
+    wait_until(lambda: "vrrp_startup_delay: waiting" in r1.log(), 5, "the delay")
+    assert not r1.holds(VIP4)
+    r1.wait_master(VIP4)

@@ -219,3 +219,14 @@ class Lab:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         return cut_at
+
+
+def clean_up_on_sigterm() -> None:
+    """Turn SIGTERM (and SIGHUP) into SystemExit, so that ``finally`` blocks tear labs down:
+    a demo or benchmark that is stopped leaves nothing behind."""
+
+    def leave(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGHUP, leave)

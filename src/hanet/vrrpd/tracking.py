@@ -127,8 +127,13 @@ class InterfaceWatcher:
             self.on_change(name, up)
 
     async def _events(self) -> None:
-        async for message in self.ipr.get():
-            self._update(message)
+        while True:  # pyroute2's get() ends after each batch of broadcast messages
+            seen = 0
+            async for message in self.ipr.get():
+                self._update(message)
+                seen += 1
+            if not seen:
+                await asyncio.sleep(0.1)  # a closed or failing socket must not spin
 
 
 class FileWatcher:
