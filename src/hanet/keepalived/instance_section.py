@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+from hanet.keepalived.handlers import Handler, command, const, scalar
 from hanet.keepalived.model import Address, Instance, Route, Rule, TrackRef
 from hanet.keepalived.syntax import Statement
 from hanet.keepalived.tokens import Token
@@ -17,39 +17,11 @@ from hanet.keepalived.values import (
     ip_address,
     ip_interface,
     ip_network,
-    no_block,
     number,
 )
 
-Handler = Callable[[Context, Statement, Instance], None]
 SCOPES = {"global", "site", "link", "host", "nowhere"}
 ROUTE_KINDS = {"blackhole", "unreachable", "prohibit", "throw"}
-
-
-def _set(attr: str, parse: Callable[[str], Any]) -> Handler:
-    def handle(ctx: Context, statement: Statement, target: Instance) -> None:
-        if arity(ctx, statement, 1) and no_block(ctx, statement):
-            value = convert(ctx, statement.args[0], statement.name, parse)
-            if value is not None:
-                setattr(target, attr, value)
-
-    return handle
-
-
-def _const(attr: str, value: Any) -> Handler:
-    def handle(ctx: Context, statement: Statement, target: Instance) -> None:
-        if arity(ctx, statement, 0) and no_block(ctx, statement):
-            setattr(target, attr, value)
-
-    return handle
-
-
-def _command(attr: str) -> Handler:
-    def handle(ctx: Context, statement: Statement, target: Instance) -> None:
-        if arity(ctx, statement, 1, 64) and no_block(ctx, statement):
-            setattr(target, attr, " ".join(t.text for t in statement.args))
-
-    return handle
 
 
 def _lines(ctx: Context, statement: Statement) -> list[Statement]:
@@ -290,17 +262,17 @@ def _authentication(ctx: Context, statement: Statement, target: Instance) -> Non
 
 
 INSTANCE_TABLE: dict[str, Handler] = {
-    "state": _set("state", choice("MASTER", "BACKUP")),
-    "interface": _set("interface", str),
-    "virtual_router_id": _set("vrid", integer(1, 255)),
-    "priority": _set("priority", integer(1, 255)),
-    "advert_int": _set("advert_int", number(0.01, 255)),
-    "version": _set("version", integer(2, 3)),
-    "nopreempt": _const("preempt", False),
-    "preempt": _const("preempt", True),
-    "preempt_delay": _set("preempt_delay", number(0, 1000)),
-    "mcast_src_ip": _set("mcast_src_ip", ip_address),
-    "unicast_src_ip": _set("unicast_src_ip", ip_address),
+    "state": scalar("state", choice("MASTER", "BACKUP")),
+    "interface": scalar("interface", str),
+    "virtual_router_id": scalar("vrid", integer(1, 255)),
+    "priority": scalar("priority", integer(1, 255)),
+    "advert_int": scalar("advert_int", number(0.01, 255)),
+    "version": scalar("version", integer(2, 3)),
+    "nopreempt": const("preempt", False),
+    "preempt": const("preempt", True),
+    "preempt_delay": scalar("preempt_delay", number(0, 1000)),
+    "mcast_src_ip": scalar("mcast_src_ip", ip_address),
+    "unicast_src_ip": scalar("unicast_src_ip", ip_address),
     "unicast_peer": _unicast_peers,
     "authentication": _authentication,
     "track_interface": _track("track_interfaces"),
@@ -310,17 +282,17 @@ INSTANCE_TABLE: dict[str, Handler] = {
     "virtual_ipaddress_excluded": _addresses("excluded"),
     "virtual_routes": _routes,
     "virtual_rules": _rules,
-    "accept": _const("accept", True),
-    "no_accept": _const("accept", False),
-    "garp_master_delay": _set("garp_master_delay", number(0, 1000)),
-    "garp_master_repeat": _set("garp_master_repeat", integer(1, 255)),
-    "garp_master_refresh": _set("garp_master_refresh", number(0, 86400)),
-    "garp_master_refresh_repeat": _set("garp_master_refresh_repeat", integer(1, 255)),
-    "notify_master": _command("notify_master"),
-    "notify_backup": _command("notify_backup"),
-    "notify_fault": _command("notify_fault"),
-    "notify_stop": _command("notify_stop"),
-    "notify": _command("notify"),
+    "accept": const("accept", True),
+    "no_accept": const("accept", False),
+    "garp_master_delay": scalar("garp_master_delay", number(0, 1000)),
+    "garp_master_repeat": scalar("garp_master_repeat", integer(1, 255)),
+    "garp_master_refresh": scalar("garp_master_refresh", number(0, 86400)),
+    "garp_master_refresh_repeat": scalar("garp_master_refresh_repeat", integer(1, 255)),
+    "notify_master": command("notify_master"),
+    "notify_backup": command("notify_backup"),
+    "notify_fault": command("notify_fault"),
+    "notify_stop": command("notify_stop"),
+    "notify": command("notify"),
 }
 INSTANCE_IGNORED = {"smtp_alert", "debug", "dont_track_primary", "skip_check_adv_addr"}
 

@@ -23,7 +23,7 @@ from hanet.vrrpd.control import ControlServer, RequestError
 from hanet.vrrpd.mapping import runtime_instances
 from hanet.vrrpd.metrics import MetricsServer
 from hanet.vrrpd.paths import PidFile
-from hanet.vrrpd.scripts import ScriptRunner
+from hanet.vrrpd.scripts import ScriptRunner, state_hook
 from hanet.vrrpd.sync import SyncGroups
 from hanet.vrrpd.trackers import Trackers
 
@@ -151,17 +151,8 @@ class Vrrpd:
         if spec is None or instance.name not in self.file_instances:
             return
         word = "STOP" if state is State.INITIALIZE else state.name
-        hooks = {
-            "MASTER": spec.notify_master,
-            "BACKUP": spec.notify_backup,
-            "FAULT": spec.notify_fault,
-            "STOP": spec.notify_stop,
-        }
-        self.run_hooks(
-            hooks.get(word),
-            spec.notify,
-            ["INSTANCE", instance.name, word, str(instance.machine.priority)],
-        )
+        args = ["INSTANCE", instance.name, word, str(instance.machine.priority)]
+        self.run_hooks(state_hook(spec, word), spec.notify, args)
 
     def run_hooks(self, specific: str | None, generic: str | None, args: list[str]) -> None:
         for command, extra in ((specific, []), (generic, args)):

@@ -26,6 +26,12 @@ class ScriptRefused(RuntimeError):
     pass
 
 
+def state_hook(spec: object, word: str) -> str | None:
+    """The notify_master / _backup / _fault / _stop command of an instance or sync group."""
+    hook: str | None = getattr(spec, f"notify_{word.lower()}", None)
+    return hook
+
+
 def split_command(command: str) -> list[str]:
     try:
         argv = shlex.split(command)

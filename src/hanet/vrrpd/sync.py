@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hanet.vrrp import State, StateChanged
+from hanet.vrrpd.scripts import state_hook
 
 if TYPE_CHECKING:
     from hanet.vrrpd.daemon import Vrrpd
@@ -39,10 +40,6 @@ class SyncGroups:
         self.group_state[group_name] = state
         group = self.daemon.model.sync_groups[group_name]
         word = "STOP" if state is State.INITIALIZE else state.name
-        hooks = {
-            "MASTER": group.notify_master,
-            "BACKUP": group.notify_backup,
-            "FAULT": group.notify_fault,
-            "STOP": group.notify_stop,
-        }
-        self.daemon.run_hooks(hooks.get(word), group.notify, ["GROUP", group_name, word, "0"])
+        self.daemon.run_hooks(
+            state_hook(group, word), group.notify, ["GROUP", group_name, word, "0"]
+        )
