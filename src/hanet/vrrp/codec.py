@@ -311,6 +311,8 @@ def identity_key(packet: bytes) -> bytes | None:
             return None
         if ihl < IPV4_HEADER_MIN or not ihl <= total <= len(packet):
             return None
+        if ihl == IPV4_HEADER_MIN:
+            return packet[12:total]  # addresses then message, in one slice
         return packet[12:20] + packet[ihl:total]
     if packet[0] >> 4 == 6 and len(packet) >= IPV6_HEADER_LEN:
         payload = (packet[4] << 8) | packet[5]

@@ -228,6 +228,12 @@ class VrrpMachine:
 
     def handle(self, event: Event, now: float) -> list[Action]:
         """Apply one event; events that mean nothing in the current state are dropped."""
+        if isinstance(event, AdvertReceived):  # the hot path: thousands a second
+            if self._state is State.BACKUP:
+                return self._backup_advert(event, now)
+            if self._state is State.MASTER:
+                return self._master_advert(event, now)
+            return []
         if isinstance(event, PriorityChanged):
             return self._priority_changed(event.priority, now)
         if isinstance(event, FaultChanged):
@@ -242,11 +248,7 @@ class VrrpMachine:
             return self._shutdown()
         if self._state is State.FAULT:
             return []
-        if isinstance(event, Timeout):
-            return self._timeout(now)
-        if self._state is State.BACKUP:
-            return self._backup_advert(event, now)
-        return self._master_advert(event, now)
+        return self._timeout(now)  # the only event left: Timeout
 
     # Tracking (keepalived) -----------------------------------------------------------------
 
