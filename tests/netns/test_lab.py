@@ -102,3 +102,29 @@ def test_netlink_sockets_land_in_the_namespace_asked_for(lab_prefix: str) -> Non
         assert str(asyncio.run(facts()).primary_v4) == "10.0.0.1"
         with socket.socket() as host_socket, pytest.raises(WrongNamespace):
             check_in(host_socket, lab.ns("r1"))
+
+
+def test_sigterm_cleanup_does_not_run_in_pyroute2_helpers(lab_prefix: str) -> None:
+    """clean_up_on_sigterm once made pyroute2's forked helpers (stopped with SIGTERM) run the
+    parent's finally blocks, deleting namespaces of a lab being built."""
+    import sys
+
+    script = f"""
+import os
+from hanet.lab.lab import Lab, clean_up_on_sigterm
+from hanet.lab.topology import lan_topology
+clean_up_on_sigterm()
+for n in range(5):
+    lab = Lab(lan_topology(routers=2), "{lab_prefix}" + str(n))
+    try:
+        lab.up()
+        hosts = ("r1", "r2", "c", "sw")
+        missing = [h for h in hosts if not os.path.exists("/run/netns/" + lab.ns(h))]
+        assert not missing, missing
+    finally:
+        lab.down()
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.stdout.strip() == "ok", result.stderr

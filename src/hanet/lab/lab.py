@@ -223,9 +223,17 @@ class Lab:
 
 def clean_up_on_sigterm() -> None:
     """Turn SIGTERM (and SIGHUP) into SystemExit, so that ``finally`` blocks tear labs down:
-    a demo or benchmark that is stopped leaves nothing behind."""
+    a demo or benchmark that is stopped leaves nothing behind.
+
+    Only in this process: pyroute2 forks helpers (IPRoute(netns=...)) and stops them with
+    SIGTERM. A helper that raised SystemExit would unwind the parent's copied stack and run
+    its ``finally`` blocks, tearing the lab down from inside the helper.
+    """
+    owner = os.getpid()
 
     def leave(signum: int, _frame: object) -> None:
+        if os.getpid() != owner:
+            os._exit(128 + signum)
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, leave)
