@@ -67,3 +67,21 @@ def const(attr: str, value: Any) -> Handler:
             setattr(target, attr, value)
 
     return handle
+
+
+def dispatch(
+    ctx: Context,
+    children: list[Statement] | None,
+    target: Any,
+    section: str,
+    table: dict[str, Handler],
+    ignored: set[str] | frozenset[str] = frozenset(),
+) -> None:
+    for statement in children or []:
+        handler = table.get(statement.name)
+        if handler is not None:
+            handler(ctx, statement, target)
+        elif statement.name in ignored:
+            ctx.notice(statement.where, f"'{statement.name}' is accepted and ignored by hanet")
+        else:
+            ctx.unknown(statement, section, [*table, *ignored])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hanet.keepalived.handlers import Handler, command, const, scalar
+from hanet.keepalived.handlers import Handler, command, const, dispatch, scalar
 from hanet.keepalived.model import Address, Instance, Route, Rule, TrackRef
 from hanet.keepalived.syntax import Statement
 from hanet.keepalived.tokens import Token
@@ -299,12 +299,6 @@ INSTANCE_IGNORED = {"smtp_alert", "debug", "dont_track_primary", "skip_check_adv
 
 def parse_instance(ctx: Context, statement: Statement, name: str) -> Instance:
     instance = Instance(name, statement.where)
-    for child in statement.children or []:
-        handler = INSTANCE_TABLE.get(child.name)
-        if handler is not None:
-            handler(ctx, child, instance)
-        elif child.name in INSTANCE_IGNORED:
-            ctx.notice(child.where, f"'{child.name}' is accepted and ignored by hanet")
-        else:
-            ctx.unknown(child, f"vrrp_instance {name}", [*INSTANCE_TABLE, *INSTANCE_IGNORED])
+    dispatch(ctx, statement.children, instance, f"vrrp_instance {name}", INSTANCE_TABLE,
+             INSTANCE_IGNORED)  # fmt: skip
     return instance

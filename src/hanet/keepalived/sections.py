@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hanet.keepalived.handlers import Handler, command, flag, scalar, user_group
+from hanet.keepalived.handlers import Handler, command, dispatch, flag, scalar, user_group
 from hanet.keepalived.instance_section import parse_instance, parse_track_refs
 from hanet.keepalived.model import KeepalivedConfig, Script, SyncGroup, TrackFile
 from hanet.keepalived.syntax import Statement
@@ -49,24 +49,6 @@ NOTIFY_ONLY_GLOBALS = {
     "dynamic_interfaces",
     "lvs_sync_daemon",
 }
-
-
-def dispatch(
-    ctx: Context,
-    children: list[Statement] | None,
-    target: Any,
-    section: str,
-    table: dict[str, Handler],
-    ignored: set[str] | frozenset[str] = frozenset(),
-) -> None:
-    for statement in children or []:
-        handler = table.get(statement.name)
-        if handler is not None:
-            handler(ctx, statement, target)
-        elif statement.name in ignored:
-            ctx.notice(statement.where, f"'{statement.name}' is accepted and ignored by hanet")
-        else:
-            ctx.unknown(statement, section, [*table, *ignored])
 
 
 GLOBAL_TABLE: dict[str, Handler] = {
