@@ -14,13 +14,14 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pyroute2 import IPRoute, netns
 
 from hanet.lab.topology import Topology
+from hanet.linux.netns import inside
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +46,6 @@ class Port:
     ifname: str
     switch_ifname: str
     segment: str
-
-
-@contextlib.contextmanager
-def in_netns(name: str) -> Iterator[None]:
-    """Run the block with the calling thread inside namespace ``name``."""
-    netns.pushns(name)
-    try:
-        yield
-    finally:
-        netns.popns()
 
 
 def namespaces_with_prefix(prefix: str) -> list[str]:
@@ -119,7 +110,7 @@ class Lab:
     def _build(self) -> None:
         for host in [SWITCH, *self.topology.hosts]:
             netns.create(self.ns(host))
-            with in_netns(self.ns(host)):
+            with inside(self.ns(host)):
                 for key, value in HOST_SYSCTLS.items():
                     Path("/proc/sys", key).write_text(value)
             with IPRoute(netns=self.ns(host)) as ipr:

@@ -11,7 +11,7 @@ import contextlib
 import socket
 from collections.abc import Iterator
 
-from pyroute2 import IPRoute, netns
+from pyroute2 import netns
 
 
 @contextlib.contextmanager
@@ -25,11 +25,6 @@ def inside(name: str | None) -> Iterator[None]:
         yield
     finally:
         netns.popns()
-
-
-def iproute(name: str | None) -> IPRoute:
-    """A netlink socket bound to namespace ``name`` (None: the current one)."""
-    return IPRoute(netns=name) if name else IPRoute()
 
 
 SO_NETNS_COOKIE = 71  # Linux 5.14: a socket's network namespace, as a 64-bit cookie

@@ -30,6 +30,7 @@ class Link:
         self.ipr: AsyncIPRoute | None = None
         self.socket: VrrpSocket | None = None
         self.announcer: Announcer | None = None
+        self.announcers: dict[str, Announcer] = {}  # by device: the VRRP one and any other
 
     async def open(self, vips: set[str]) -> None:
         self.ipr = await netaddr.open_netlink(self.netns)
@@ -62,8 +63,9 @@ class Link:
         return self.announcers[ifname]
 
     def close(self) -> None:
-        for announcer in getattr(self, "announcers", {}).values():
+        for announcer in self.announcers.values():
             announcer.close()
+        self.announcers = {}
         for part in (self.socket, self.ipr):
             if part is not None:
                 part.close()

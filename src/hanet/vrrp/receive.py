@@ -15,7 +15,6 @@ VERSION_MISMATCH: Final = "version_mismatch"
 AUTH_MISMATCH: Final = "auth_mismatch"
 INTERVAL_MISMATCH: Final = "interval_mismatch"
 VRID_NOT_OURS: Final = "vrid_not_ours"
-OWN_ADVERT: Final = "own_advert"
 NOT_A_PEER: Final = "not_a_peer"
 
 
