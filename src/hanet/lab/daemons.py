@@ -121,8 +121,10 @@ class HanetVrrp(Daemon):
         return {}
 
     def events(self) -> list[dict[str, Any]]:
-        lines = (self.workdir / "stdout").read_text().splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
+        text = (self.workdir / "stdout").read_text()
+        # The daemon may be writing right now: a last line without its newline is not whole yet.
+        complete = text[: text.rfind("\n") + 1]
+        return [json.loads(line) for line in complete.splitlines() if line.startswith("{")]
 
 
 def control_request(path: Path, message: dict[str, Any], timeout: float = 5) -> dict[str, Any]:
