@@ -148,9 +148,36 @@ def test_priority_zero_makes_backup_wait_skew_time_only_6_4_2() -> None:
 
 def test_master_sends_advert_every_interval_6_4_3() -> None:
     m = machine()
-    t = run_to_master(m)
-    assert m.handle(Timeout(), t + 1.0) == [SendAdvert(100)]
-    assert m.next_deadline() == pytest.approx(t + 2.0)
+    run_to_master(m)
+    first = m.next_deadline()
+    assert first is not None
+    assert m.handle(Timeout(), first) == [SendAdvert(100)]
+    assert m.next_deadline() == pytest.approx(first + 1.0)
+    assert m.handle(Timeout(), first + 1.0) == [SendAdvert(100)]
+
+
+def test_adverts_keep_to_a_grid_of_the_interval() -> None:
+    """§6.4.3 resets Adver_Timer to Advertisement_Interval after each advert. hanet puts
+    the deadlines on a grid of the interval, so that instances with one interval send
+    together; a late wake-up is absorbed, and the first wait after becoming master is half
+    to one and a half intervals (a backup waits three and more)."""
+    m = machine(advert_int_cs=10)  # 0.1 s
+    m.handle(Startup(), 0.0)
+    m.handle(Timeout(), 0.3654)  # Master_Down_Interval passed: master, first advert now
+    assert m.state is State.MASTER
+    assert m.next_deadline() == pytest.approx(0.5)
+    assert m.handle(Timeout(), 0.5031) == [SendAdvert(100)]  # 3.1 ms late
+    assert m.next_deadline() == pytest.approx(0.6)  # not 0.6031
+
+
+def test_two_instances_with_one_interval_share_their_advert_deadlines() -> None:
+    a, b = machine(advert_int_cs=10), machine(advert_int_cs=10, priority=150)
+    a.handle(Startup(), 0.0)
+    b.handle(Startup(), 0.0137)
+    a.handle(Timeout(), a.next_deadline() or 0.0)
+    b.handle(Timeout(), b.next_deadline() or 0.0)
+    assert a.state is b.state is State.MASTER
+    assert a.next_deadline() == b.next_deadline()
 
 
 def test_master_yields_to_higher_priority_6_4_3() -> None:
@@ -277,7 +304,7 @@ def test_priority_change_on_master_is_advertised_at_once() -> None:
     m = machine()
     t = run_to_master(m)
     assert m.handle(PriorityChanged(60), t + 0.1) == [SendAdvert(60)]
-    assert m.handle(Timeout(), t + 1.1) == [SendAdvert(60)]
+    assert m.handle(Timeout(), m.next_deadline() or 0.0) == [SendAdvert(60)]
 
 
 def test_lowered_backup_stops_preempting() -> None:

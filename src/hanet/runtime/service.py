@@ -42,6 +42,8 @@ from hanet.vrrp.receive import VRID_NOT_OURS
 
 log = logging.getLogger(__name__)
 
+RECEIVE_BATCH = 256  # packets per wake-up and link
+
 Listener = Callable[["Instance", StateChanged], None]
 
 
@@ -219,17 +221,19 @@ class VrrpService:
 
     def _on_readable(self, link: Link) -> None:
         assert self.loop is not None and link.socket is not None
-        for _ in range(64):  # bounded, so that one busy link cannot starve the timers
-            try:
-                packet = link.socket.receive()
-            except OSError as exc:  # e.g. the interface went away; the error is consumed
-                for instance in link.instances.values():
-                    instance.counters.errors["receive"] += 1
-                log.warning("%s: receive failed: %s", link.ifname, exc)
-                return
-            if packet is None:
-                return
-            self._on_packet(link, packet, self.loop.time())
+        try:
+            # Bounded, so that one busy link cannot starve the timers; a master sends all its
+            # adverts in one burst, so a backup of hundreds drains them in a wake-up or two.
+            packets = link.socket.receive_batch(RECEIVE_BATCH)
+        except OSError as exc:  # e.g. the interface went away; the error is consumed
+            for instance in link.instances.values():
+                instance.counters.errors["receive"] += 1
+            log.warning("%s: receive failed: %s", link.ifname, exc)
+            return
+        now = self.loop.time()  # the whole batch was waiting when we woke
+        for packet in packets:
+            self._on_packet(link, packet, now)
+        self.scheduler.settle()
 
     def _on_packet(self, link: Link, packet: bytes, now: float) -> None:
         key = identity_key(packet)
@@ -237,7 +241,11 @@ class VrrpService:
         if hit is not None:
             known, cached_event = hit
             known.counters.adverts_received += 1
-            self._apply(known, known.machine.handle(cached_event, now))
+            actions = known.machine.handle(cached_event, now)
+            if actions:
+                self._apply(known, actions)
+            else:  # the common case: a backup hearing its master
+                self.scheduler.want(known, known.machine.next_deadline())
             return
         try:
             advert = decode_ip_packet(packet)
@@ -270,13 +278,14 @@ class VrrpService:
     # Timers and actions -------------------------------------------------------------------
 
     def _on_due(self, instance: Instance, now: float) -> None:
-        deadline = instance.machine.next_deadline()
+        machine = instance.machine
+        deadline = machine.next_deadline()
         if deadline is None:
             return
         if deadline > now + SLACK:
             self.scheduler.want(instance, deadline)  # the deadline moved on since queued
             return
-        self._apply(instance, instance.machine.handle(Timeout(), max(now, deadline)))
+        self._apply(instance, machine.handle(Timeout(), max(now, deadline)))
 
     def _apply(self, instance: Instance, actions: list[Any]) -> None:
         assert self.loop is not None

@@ -8,6 +8,8 @@ and the Master_Down_Timer); the caller sleeps until ``next_deadline()`` and then
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Final
@@ -220,9 +222,26 @@ class VrrpMachine:
     def advert_interval(self) -> float:
         return self.params.advert_int_cs / 100
 
+    def next_advert_after(self, now: float) -> float:
+        """When the advert after one sent at ``now`` is due: on a grid of the interval.
+
+        Every instance with the same interval then sends at the same instants, so a
+        thousand of them cost the master one wake-up per interval and reach each backup as
+        one burst. The wait is exactly one interval in steady state (a late wake-up is
+        absorbed, not carried on); after an out-of-turn advert (becoming master, a priority
+        change) it is half to one and a half intervals, far inside any backup's
+        Master_Down_Interval of three intervals and more."""
+        interval = self.advert_interval
+        due = math.floor((now + interval) / interval) * interval
+        return due if due - now >= interval / 2 else due + interval
+
     def next_deadline(self) -> float | None:
-        deadlines = [d for d in (self.adver_deadline, self.master_down_deadline) if d is not None]
-        return min(deadlines) if deadlines else None
+        advert, down = self.adver_deadline, self.master_down_deadline
+        if advert is None:
+            return down
+        if down is None or advert < down:
+            return advert
+        return down
 
     # Event dispatch ------------------------------------------------------------------------
 
@@ -260,7 +279,7 @@ class VrrpMachine:
         self.priority = priority
         if self._state is State.MASTER:
             # Tell the backups at once: one with preempt may now outrank us.
-            self.adver_deadline = now + self.advert_interval
+            self.adver_deadline = self.next_advert_after(now)
             return [SendAdvert(priority)]
         return []
 
@@ -326,13 +345,13 @@ class VrrpMachine:
                 return self._become_master(now, reason)
             return []
         if self.adver_deadline is not None and now >= self.adver_deadline:
-            self.adver_deadline = now + self.advert_interval
+            self.adver_deadline = self.next_advert_after(now)
             return [SendAdvert(self.priority)]
         return []
 
     def _become_master(self, now: float, reason: str) -> list[Action]:
         self.master_down_deadline = None
-        self.adver_deadline = now + self.advert_interval
+        self.adver_deadline = self.next_advert_after(now)
         self.master_address = self.params.primary_address
         self.master_priority = self.priority
         self.preempt_not_before = None
@@ -375,7 +394,7 @@ class VrrpMachine:
     def _master_advert(self, advert: AdvertReceived, now: float) -> list[Action]:
         mine = self.priority
         if advert.priority == 0:
-            self.adver_deadline = now + self.advert_interval
+            self.adver_deadline = self.next_advert_after(now)
             return [SendAdvert(mine)]
         higher = advert.priority > mine or (
             advert.priority == mine and int(advert.source) > int(self.params.primary_address)
@@ -399,5 +418,5 @@ class VrrpMachine:
             return [AnnounceAddresses()]
         # RFC 9568 §6.4.3 and keepalived: answer a lower-priority master at once, so that
         # it steps down without waiting for our next regular advert.
-        self.adver_deadline = now + self.advert_interval
+        self.adver_deadline = self.next_advert_after(now)
         return [SendAdvert(mine), AnnounceAddresses()]

@@ -156,7 +156,8 @@ class FileWatcher:
 
     def start(self) -> None:
         self.poll()
-        self.task = asyncio.get_running_loop().create_task(self._loop())
+        if self.files:  # no wake-ups at all for a daemon without track_file
+            self.task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
         if self.task is not None:
