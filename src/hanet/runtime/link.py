@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ from hanet.linux import addresses as netaddr
 from hanet.linux.announce_socket import Announcer
 from hanet.linux.netns import inside
 from hanet.linux.vrrp_socket import VrrpSocket
+from hanet.runtime.pacing import BurstPacer
 from hanet.vrrp import AdvertReceived
 from hanet.vrrp.announce import mac_bytes
 
@@ -31,6 +33,8 @@ class Link:
         self.socket: VrrpSocket | None = None
         self.announcer: Announcer | None = None
         self.announcers: dict[str, Announcer] = {}  # by device: the VRRP one and any other
+        self.pacer = BurstPacer()
+        self.resume: asyncio.TimerHandle | None = None  # a hold-off of the pacer
 
     async def open(self, vips: set[str]) -> None:
         self.ipr = await netaddr.open_netlink(self.netns)
@@ -63,6 +67,9 @@ class Link:
         return self.announcers[ifname]
 
     def close(self) -> None:
+        if self.resume is not None:
+            self.resume.cancel()
+            self.resume = None
         for announcer in self.announcers.values():
             announcer.close()
         self.announcers = {}

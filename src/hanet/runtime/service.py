@@ -234,6 +234,18 @@ class VrrpService:
         for packet in packets:
             self._on_packet(link, packet, now)
         self.scheduler.settle()
+        resume_at = link.pacer.drained(now, len(packets))
+        if resume_at is not None and link.socket is not None:
+            self.loop.remove_reader(link.socket.fileno())
+            link.resume = self.loop.call_at(resume_at, self._resume_reading, link)
+
+    def _resume_reading(self, link: Link) -> None:
+        link.resume = None
+        if link.socket is None:
+            return  # closed meanwhile
+        assert self.loop is not None
+        self.loop.add_reader(link.socket.fileno(), self._on_readable, link)
+        self._on_readable(link)
 
     def _on_packet(self, link: Link, packet: bytes, now: float) -> None:
         key = identity_key(packet)

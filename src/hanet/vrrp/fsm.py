@@ -9,7 +9,6 @@ and the Master_Down_Timer); the caller sleeps until ``next_deadline()`` and then
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Final
