@@ -95,11 +95,11 @@ class VrrpSocket:
         One call per wake-up rather than per packet: under load the per-call overhead, and
         the exception that ends every drain, are paid once for a whole burst."""
         if self.family != socket.AF_INET:
-            packets = []
+            packets: list[bytes] = []
             while len(packets) < limit and (packet := self.receive()) is not None:
                 packets.append(packet)
             return packets
-        recv, packets = self.sock.recv, []
+        recv, packets = self.sock.recv, list[bytes]()
         try:
             for _ in range(limit):
                 packets.append(recv(RECV_BUFFER))  # raw IPv4 sockets deliver the IP header
