@@ -39,7 +39,10 @@ class FakeSocket:
     def __init__(self) -> None:
         self.sent: list[bytes] = []
 
-    def send(self, message: bytes, source: Any, destination: Any) -> None:
+    def prepare(self, source: Any, destination: Any) -> Any:
+        return (source, destination)
+
+    def send_prepared(self, message: bytes, prepared: Any) -> None:
         self.sent.append(message)
 
     def close(self) -> None:
@@ -140,3 +143,22 @@ def test_adverts_are_encoded_once_per_priority() -> None:
     (group,) = instance.destinations
     assert instance.message(100, group) is instance.message(100, group)
     assert instance.message(0, group) != instance.message(100, group)
+
+
+def test_a_master_sends_its_cached_advert_and_a_new_config_rebuilds_it() -> None:
+    async def scenario() -> tuple[list[bytes], bytes, bytes]:
+        service, link = make_service(config(1))
+        service.loop = asyncio.get_running_loop()
+        (instance,) = service.instances.values()
+        (group,) = instance.destinations
+        service._send(instance, 100)
+        service._send(instance, 100)
+        before = instance.message(100, group)
+        instance.reconfigure(
+            config(1, vips=(VirtualAddress(ipaddress.ip_interface("10.0.0.77/24")),))
+        )
+        service._send(instance, 100)
+        return link.socket.sent, before, instance.message(100, group)  # type: ignore[union-attr]
+
+    sent, before, after = asyncio.run(scenario())
+    assert sent == [before, before, after] and before != after

@@ -71,11 +71,18 @@ class VrrpSocket:
 
     def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
         """Send from ``source``: the checksum's pseudo-header must match the real header."""
+        self.send_prepared(message, self.prepare(source, destination))
+
+    def send_prepared(self, message: bytes, prepared: tuple[Any, int, Any]) -> None:
+        """Send with what prepare() returned: the hot path of a master, no look-ups."""
+        self.sock.sendmsg([message], *prepared)
+
+    def prepare(self, source: IPAddress, destination: IPAddress) -> tuple[Any, int, Any]:
         key = (source, destination)
         prepared = self._prepared.get(key)
         if prepared is None:
             prepared = self._prepared[key] = self._prepare(source, destination)
-        self.sock.sendmsg([message], *prepared)
+        return prepared
 
     def _prepare(self, source: IPAddress, destination: IPAddress) -> tuple[Any, int, Any]:
         """Ancillary data and address, built once per (source, destination)."""

@@ -54,6 +54,8 @@ class Instance:
         self.address_task: asyncio.Task[None] | None = None
         self.master_since: float | None = None
         self._messages: dict[tuple[int, object], bytes] = {}
+        # What a send of each priority does: (destination, message, socket's prepared args).
+        self.plans: dict[int, list[tuple[object, bytes, Any]]] = {}
 
     @property
     def name(self) -> str:
@@ -71,6 +73,7 @@ class Instance:
             frozenset(config.unicast_peers),
         )
         self._messages.clear()
+        self.plans.clear()
 
     @property
     def filter_chain(self) -> str:

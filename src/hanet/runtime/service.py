@@ -43,6 +43,7 @@ from hanet.vrrp.receive import VRID_NOT_OURS
 log = logging.getLogger(__name__)
 
 RECEIVE_BATCH = 256  # packets per wake-up and link
+TIMEOUT = Timeout()
 
 Listener = Callable[["Instance", StateChanged], None]
 
@@ -297,7 +298,7 @@ class VrrpService:
         if deadline > now + SLACK:
             self.scheduler.want(instance, deadline)  # the deadline moved on since queued
             return
-        self._apply(instance, machine.handle(Timeout(), max(now, deadline)))
+        self._apply(instance, machine.handle(TIMEOUT, max(now, deadline)))
 
     def _apply(self, instance: Instance, actions: list[Any]) -> None:
         assert self.loop is not None
@@ -317,12 +318,18 @@ class VrrpService:
         self.scheduler.want(instance, instance.machine.next_deadline())
 
     def _send(self, instance: Instance, priority: int) -> None:
-        link = instance.link
-        assert link.socket is not None
-        for destination in instance.destinations:
+        sock = instance.link.socket
+        assert sock is not None
+        plan = instance.plans.get(priority)
+        if plan is None:
+            plan = instance.plans[priority] = [
+                (destination, instance.message(priority, destination),
+                 sock.prepare(instance.source, destination))
+                for destination in instance.destinations
+            ]  # fmt: skip
+        for destination, message, prepared in plan:
             try:
-                link.socket.send(instance.message(priority, destination), instance.source,
-                                 destination)  # fmt: skip
+                sock.send_prepared(message, prepared)
             except OSError as exc:
                 instance.counters.errors["send"] += 1
                 log.warning("%s: advert not sent to %s: %s", instance.name, destination, exc)

@@ -169,6 +169,13 @@ class StateChanged:
 
 Action = SendAdvert | TakeAddresses | ReleaseAddresses | AnnounceAddresses | StateChanged
 
+# Actions are immutable, so the one a master returns ten times a second is made once.
+_SEND_ADVERT = tuple(SendAdvert(priority) for priority in range(256))
+
+
+def _send_advert(priority: int) -> SendAdvert:
+    return _SEND_ADVERT[priority]
+
 
 @dataclass
 class VrrpMachine:
@@ -252,6 +259,10 @@ class VrrpMachine:
             if self._state is State.MASTER:
                 return self._master_advert(event, now)
             return []
+        if isinstance(event, Timeout):  # the next hottest: every advert a master sends
+            if self._state is State.MASTER or self._state is State.BACKUP:
+                return self._timeout(now)
+            return []
         if isinstance(event, PriorityChanged):
             return self._priority_changed(event.priority, now)
         if isinstance(event, FaultChanged):
@@ -264,9 +275,7 @@ class VrrpMachine:
             return []
         if isinstance(event, Shutdown):
             return self._shutdown()
-        if self._state is State.FAULT:
-            return []
-        return self._timeout(now)  # the only event left: Timeout
+        return []  # every event is handled above
 
     # Tracking (keepalived) -----------------------------------------------------------------
 
@@ -345,7 +354,7 @@ class VrrpMachine:
             return []
         if self.adver_deadline is not None and now >= self.adver_deadline:
             self.adver_deadline = self.next_advert_after(now)
-            return [SendAdvert(self.priority)]
+            return [_send_advert(self.priority)]
         return []
 
     def _become_master(self, now: float, reason: str) -> list[Action]:
