@@ -99,12 +99,15 @@ def run(kind: str, count: int, cpu_seconds: float, log) -> dict[str, float]:  # 
         _, cpu1_end = namespace_usage(lab, "r1")
         _, cpu2_end = namespace_usage(lab, "r2")
         with IPRoute(netns=lab.ns("r2")) as ipr2:
-            assert vips_held(ipr2) == 0, f"{kind}: r2 holds VIPs while r1 is master"
+            # Should be 0: a VIP on the backup means an instance lost its master's adverts
+            # (overload); reported as a figure of its own, not hidden.
+            spurious = vips_held(ipr2)
             time.sleep(random.uniform(0, ADVERT_INT))  # crash anywhere in the advert cycle
             crashed = lab.crash("r1")
             wait_until(lambda: vips_held(ipr2) == count, 60, "r2 to hold every VIP", step=0.01)
             moved = time.time() - crashed
-        result = {"rss_mb": max(rss1, rss2) / 2**20, "last_vip_s": moved}
+        result = {"rss_mb": max(rss1, rss2) / 2**20, "last_vip_s": moved,
+                  "backup_vips": float(spurious)}  # fmt: skip
         if cpu_seconds:
             result["cpu_master"] = (cpu1_end - cpu1) / cpu_seconds * 100
             result["cpu_backup"] = (cpu2_end - cpu2) / cpu_seconds * 100
@@ -127,7 +130,8 @@ def measure(count: int, cpu_seconds: float, trials: int, log) -> dict[str, dict[
     for kind, runs in by_kind.items():
         moved = sorted(r["last_vip_s"] for r in runs)
         results[kind] = {**runs[0], "last_vip_s": statistics.median(moved),
-                         "last_vip_min": moved[0], "last_vip_max": moved[-1]}  # fmt: skip
+                         "last_vip_min": moved[0], "last_vip_max": moved[-1],
+                         "backup_vips": max(r["backup_vips"] for r in runs)}  # fmt: skip
     return results
 
 
@@ -159,6 +163,12 @@ def render(results: dict[int, dict[str, dict[str, float]]], command: str, second
             lines.append(f"| {count} | {label} | {h:.2f} {unit}{spread.get('hanet', '')} | "
                          f"{k:.2f} {unit}{spread.get('keepalived', '')} | "
                          f"{h / k if k else float('inf'):.2f} |")  # fmt: skip
+    for count, by_kind in results.items():
+        for kind, r in by_kind.items():
+            if r["backup_vips"]:
+                held = int(r["backup_vips"])
+                lines.append(f"\nAt N={count}, {kind}'s backup held {held} VIPs before the "
+                             "crash in at least one trial (lost adverts).")  # fmt: skip
     lines.append(END)
     return "\n".join(lines)
 

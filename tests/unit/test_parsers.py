@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,16 @@ def test_any_text_file_gives_a_lab_error_or_a_topology(tmp_path_factory, text: s
     path.write_text(text)
     with contextlib.suppress(LabFileError):
         load_topology(path)
+
+
+def test_arpwatch_reports_only_gratuitous_arps() -> None:
+    from hanet.lab.arpwatch import gratuitous
+    from hanet.vrrp.announce import gratuitous_arp
+
+    mac = bytes.fromhex("02aabbccddee")
+    frame = gratuitous_arp(mac, ipaddress.IPv4Address("10.0.0.100"))
+    assert gratuitous(frame) == {"ip": "10.0.0.100", "mac": "02:aa:bb:cc:dd:ee", "op": "request"}
+    asking = frame[:38] + bytes([10, 0, 0, 7])  # target differs from sender: a query
+    assert gratuitous(asking) is None
+    assert gratuitous(frame[:30]) is None
+    assert gratuitous(b"\x00" * 60) is None

@@ -220,7 +220,7 @@ class VrrpService:
 
     # Receive -------------------------------------------------------------------------------
 
-    def _on_readable(self, link: Link) -> None:
+    def _on_readable(self, link: Link, held_since: float | None = None) -> None:
         assert self.loop is not None and link.socket is not None
         try:
             # Bounded, so that one busy link cannot starve the timers; a master sends all its
@@ -232,21 +232,25 @@ class VrrpService:
             log.warning("%s: receive failed: %s", link.ifname, exc)
             return
         now = self.loop.time()  # the whole batch was waiting when we woke
+        if held_since is not None:
+            # Read late on purpose: date the burst from when the hold-off began, so that a
+            # backup's Master_Down_Timer never runs later than if it had read at once.
+            now = held_since
         for packet in packets:
             self._on_packet(link, packet, now)
         self.scheduler.settle()
         resume_at = link.pacer.drained(now, len(packets))
         if resume_at is not None and link.socket is not None:
             self.loop.remove_reader(link.socket.fileno())
-            link.resume = self.loop.call_at(resume_at, self._resume_reading, link)
+            link.resume = self.loop.call_at(resume_at, self._resume_reading, link, now)
 
-    def _resume_reading(self, link: Link) -> None:
+    def _resume_reading(self, link: Link, held_since: float) -> None:
         link.resume = None
         if link.socket is None:
             return  # closed meanwhile
         assert self.loop is not None
         self.loop.add_reader(link.socket.fileno(), self._on_readable, link)
-        self._on_readable(link)
+        self._on_readable(link, held_since)
 
     def _on_packet(self, link: Link, packet: bytes, now: float) -> None:
         key = identity_key(packet)

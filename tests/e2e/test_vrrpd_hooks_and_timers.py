@@ -1,0 +1,130 @@
+"""Hooks and timers of keepalived.conf, seen from the wire and from the hooks: the same file
+runs under hanet vrrpd and under keepalived 2.2.7, and both must behave alike."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hanet.lab.daemons import keepalived_available, wait_until
+from tests.netns.helpers import VIP4
+
+KINDS = [
+    "vrrpd",
+    pytest.param("keepalived", marks=pytest.mark.skipif(not keepalived_available(),
+                                                        reason="keepalived not installed")),
+]  # fmt: skip
+
+
+def instance(priority: int, extra: str = "", advert: str = "0.1") -> str:
+    return (
+        f"vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n"
+        f"  priority {priority}\n  advert_int {advert}\n"
+        f"  virtual_ipaddress {{\n    {VIP4}/24\n  }}\n{extra}}}\n"
+    )
+
+
+def hook(tmp_path: Path) -> tuple[Path, Path]:
+    log = tmp_path / "hooks.log"
+    script = tmp_path / "hook.sh"
+    script.write_text(f'#!/bin/sh\necho "$1" >> {log}\n')
+    script.chmod(0o755)
+    return script, log
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_notify_backup_master_and_fault_follow_the_state(lan, daemons, tmp_path, kind) -> None:
+    """keepalived.conf(5): notify_backup, notify_master and notify_fault run on entering
+    each state; a track_script without weight puts the instance in FAULT while it fails."""
+    script, log = hook(tmp_path)
+    healthy = tmp_path / "healthy"
+    healthy.write_text("")
+    text = (
+        "global_defs {\n  vrrp_version 3\n  script_user root\n}\n"
+        f"vrrp_script chk {{\n  script \"/usr/bin/test -e {healthy}\"\n"
+        "  interval 1\n  fall 1\n  rise 1\n}\n"
+        + instance(200, f'  track_script {{\n    chk\n  }}\n  notify_backup "{script} backup"\n'
+                        f'  notify_master "{script} master"\n  notify_fault "{script} fault"\n')
+    )  # fmt: skip
+    r1 = daemons(kind, lan, "r1", text)
+    r1.wait_master(VIP4)
+    wait_until(lambda: lines(log) == ["backup", "master"], 10, "backup then master")
+    healthy.unlink()
+    r1.wait_backup(VIP4)
+    wait_until(lambda: lines(log)[-1:] == ["fault"], 10, "notify_fault")
+    healthy.write_text("")
+    r1.wait_master(VIP4)
+    wait_until(lambda: lines(log)[2:] == ["fault", "backup", "master"], 10,
+               "backup then master again")  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_preempt_delay_holds_off_a_returning_higher_priority(lan, daemons, kind) -> None:
+    """keepalived.conf(5) preempt_delay: a higher-priority backup leaves a lower-priority
+    master alone for that many seconds after it starts, then preempts."""
+    top = "global_defs {\n  vrrp_version 3\n}\n"
+    r2 = daemons(kind, lan, "r2", top + instance(100))
+    r2.wait_master(VIP4)
+    r1 = daemons(kind, lan, "r1", top + instance(200, "  preempt_delay 3\n"))
+    # For 1.5 s, well past a Master_Down_Interval (0.32 s) and well before the delay
+    # ends, r1 must stay a backup of the lower-priority r2: a property of a whole window.
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:
+        assert not r1.holds(VIP4), "r1 preempted before preempt_delay"
+        assert r2.holds(VIP4)
+    r1.wait_master(VIP4, timeout=10)
+    r2.wait_backup(VIP4)
+
+
+def watch_garps(lan, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    out = tmp_path / "garps.jsonl"
+    handle = out.open("w")
+    lan.spawn("c", [sys.executable, "-m", "hanet.lab.arpwatch", "eth0"], stdout=handle)
+    wait_until(lambda: out.read_text().startswith("ready"), 10, "the ARP watcher")
+    return out
+
+
+def garps(out: Path) -> list[float]:
+    seen = [json.loads(line) for line in out.read_text().splitlines()[1:] if line]
+    return [g["time"] for g in seen if g["ip"] == VIP4]
+
+
+def bursts(times: list[float], gap: float = 0.3) -> list[list[float]]:
+    groups: list[list[float]] = []
+    for t in times:
+        if groups and t - groups[-1][-1] < gap:
+            groups[-1].append(t)
+        else:
+            groups.append([t])
+    return groups
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gratuitous_arp_bursts_delay_and_refresh(lan, daemons, tmp_path, kind) -> None:
+    """keepalived.conf(5): on becoming master, vrrp_garp_master_repeat GARPs spaced by
+    vrrp_garp_interval; the same again after vrrp_garp_master_delay; then, while master,
+    vrrp_garp_master_refresh_repeat GARPs every vrrp_garp_master_refresh seconds."""
+    out = watch_garps(lan, tmp_path)
+    text = (
+        "global_defs {\n  vrrp_version 3\n  vrrp_garp_master_repeat 3\n"
+        "  vrrp_garp_master_delay 1\n  vrrp_garp_interval 0.05\n"
+        "  vrrp_garp_master_refresh 2\n  vrrp_garp_master_refresh_repeat 2\n}\n" + instance(200)
+    )
+    r1 = daemons(kind, lan, "r1", text)
+    r1.wait_master(VIP4)
+    wait_until(lambda: len(bursts(garps(out))) >= 4, 15, "four bursts of GARPs")
+    found = bursts(garps(out))
+    assert [len(b) for b in found[:4]] == [3, 3, 2, 2], found
+    first, second, third, fourth = (b[0] for b in found[:4])
+    assert 0.7 < second - first < 1.5  # vrrp_garp_master_delay
+    assert 1.5 < fourth - third < 2.5  # vrrp_garp_master_refresh
+    spacing = [b - a for a, b in zip(found[0], found[0][1:], strict=False)]
+    assert min(spacing) >= 0.04  # vrrp_garp_interval
