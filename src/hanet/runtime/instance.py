@@ -46,7 +46,8 @@ class Instance:
             frozenset(config.unicast_peers),
         )
         self.due: float | None = None  # the Scheduler's wake-up for this instance
-        self.refresh: asyncio.TimerHandle | None = None
+        # GARP / NA timers of a master: the "second burst" and the periodic "refresh".
+        self.announcements: dict[str, asyncio.TimerHandle] = {}
         # Addresses are reconciled towards ``wants_addresses`` by one task at a time, so a
         # quick MASTER -> BACKUP -> MASTER never interleaves netlink calls. None: unknown.
         self.wants_addresses = False
@@ -56,6 +57,11 @@ class Instance:
         self._messages: dict[tuple[int, object], bytes] = {}
         # What a send of each priority does: (destination, message, socket's prepared args).
         self.plans: dict[int, list[tuple[object, bytes, Any]]] = {}
+
+    def cancel_announcements(self) -> None:
+        for handle in self.announcements.values():
+            handle.cancel()
+        self.announcements.clear()
 
     @property
     def name(self) -> str:

@@ -102,9 +102,7 @@ class VrrpService:
         assert self.loop is not None
         self._apply(instance, instance.machine.handle(Shutdown(), self.loop.time()))
         self.scheduler.cancel(instance)
-        if instance.refresh is not None:
-            instance.refresh.cancel()
-        instance.refresh = None
+        instance.cancel_announcements()
         await self._settle(instance)
         await self._dismantle(instance)
 
@@ -341,9 +339,7 @@ class VrrpService:
             instance.counters.adverts_sent += 1
 
     def _release(self, instance: Instance) -> None:
-        if instance.refresh is not None:
-            instance.refresh.cancel()
-            instance.refresh = None
+        instance.cancel_announcements()
         instance.wants_addresses = False
         self._reconcile(instance)
 
@@ -374,31 +370,34 @@ class VrrpService:
                       "adding" if adding else "removing", exc)  # fmt: skip
 
     def _announced(self, instance: Instance) -> None:
-        self._announce(instance, instance.config.garp_repeat)
-        if instance.config.garp_refresh_delay > 0:
-            # keepalived repeats the burst after vrrp_garp_master_delay (5 s by default).
-            assert self.loop is not None
-            instance.refresh = self.loop.call_later(
-                instance.config.garp_refresh_delay, self._refresh_announce, instance, False
+        """The addresses are in place: announce them now and, as keepalived does, again
+        after vrrp_garp_master_delay, and every vrrp_garp_master_refresh from now on."""
+        assert self.loop is not None
+        config = instance.config
+        instance.cancel_announcements()
+        self._announce(instance, config.garp_repeat)
+        if config.garp_refresh_delay > 0:
+            instance.announcements["second burst"] = self.loop.call_later(
+                config.garp_refresh_delay, self._announce_again, instance, "second burst"
             )
-        elif instance.config.garp_refresh_interval > 0:
-            assert self.loop is not None
-            instance.refresh = self.loop.call_later(
-                instance.config.garp_refresh_interval, self._refresh_announce, instance, True
+        if config.garp_refresh_interval > 0:
+            instance.announcements["refresh"] = self.loop.call_later(
+                config.garp_refresh_interval, self._announce_again, instance, "refresh"
             )
 
-    def _refresh_announce(self, instance: Instance, periodic: bool) -> None:
-        """The delayed second burst, then (garp_master_refresh) one every refresh interval."""
-        instance.refresh = None
+    def _announce_again(self, instance: Instance, which: str) -> None:
+        instance.announcements.pop(which, None)
         if instance.machine.state is not State.MASTER:
             return
         config = instance.config
-        self._announce(instance, config.garp_refresh_repeat if periodic else config.garp_repeat)
-        if config.garp_refresh_interval > 0:
-            assert self.loop is not None
-            instance.refresh = self.loop.call_later(
-                config.garp_refresh_interval, self._refresh_announce, instance, True
-            )
+        if which == "second burst":
+            self._announce(instance, config.garp_repeat)
+            return
+        self._announce(instance, config.garp_refresh_repeat)
+        assert self.loop is not None
+        instance.announcements["refresh"] = self.loop.call_later(
+            config.garp_refresh_interval, self._announce_again, instance, "refresh"
+        )
 
     def _announce(self, instance: Instance, count: int, done: int = 0) -> None:
         if done and instance.machine.state is not State.MASTER:

@@ -81,8 +81,9 @@ class Vrrpd:
             self.service = VrrpService(configs)
             self.service.listeners.append(self._on_state)
             self.trackers = Trackers(self, self.runner)
-            await self.service.start()
+            # Known before start: the first transitions (INITIALIZE -> BACKUP) run notify_*.
             self.file_instances = {c.name for c in configs}
+            await self.service.start()
             await self.trackers.configure(model)
             log.info("hanet vrrpd: %d instances running", len(configs))
             await self.stopping.wait()
