@@ -1,0 +1,206 @@
+"""The aiohttp application: routes, auth, Neutron's error body, list queries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from hanet.server.api import attributes, listing
+from hanet.server.api.errors import BadRequest, NeutronError, NotFound
+from hanet.server.api.validate import short, uuid_string
+from hanet.server.config import ServerConfig
+from hanet.server.store import Context, SqlStore
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+STORE: web.AppKey[SqlStore] = web.AppKey("store", SqlStore)
+CONFIG: web.AppKey[ServerConfig] = web.AppKey("config", ServerConfig)
+MAX_BODY = 1 << 20
+
+
+@dataclass(frozen=True)
+class Resource:
+    singular: str
+    spec: dict[str, attributes.Attr]
+
+
+RESOURCES = {
+    "networks": Resource("network", attributes.NETWORK),
+    "subnets": Resource("subnet", attributes.SUBNET),
+    "ports": Resource("port", attributes.PORT),
+}
+
+EXTENSIONS = [
+    ("external-net", "Neutron external network", "Adds external network attribute"),
+    ("provider", "Provider Network", "Expose mapping of virtual networks to physical"),
+    ("binding", "Port Binding", "Expose port bindings of a virtual port"),
+    ("standard-attr-description", "standard-attr-description", "Extension to add "
+     "descriptions to standard attributes"),
+    ("standard-attr-revisions", "Resource revision numbers", "This extension will display "
+     "the revision number of neutron resources."),
+    ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at"),
+    ("pagination", "Pagination support", "Extension that indicates that pagination is "
+     "enabled."),
+    ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
+    ("project-id", "project_id field enabled", "Extension that indicates that project_id "
+     "field is enabled."),
+    ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
+    ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs"),
+]  # fmt: skip
+
+
+def error_response(error: NeutronError) -> web.Response:
+    return web.json_response(error.body(), status=error.status)
+
+
+@web.middleware
+async def neutron_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except NeutronError as error:
+        return error_response(error)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(BadRequest("Request body too large", "HTTPRequestEntityTooLarge"))
+    except web.HTTPNotFound:
+        return error_response(NotFound(f"The resource could not be found: "
+                                       f"{short(request.path)}", "HTTPNotFound"))  # fmt: skip
+    except web.HTTPMethodNotAllowed:
+        refused = NeutronError(
+            f"Method {request.method} is not allowed for {short(request.path)}",
+            "HTTPMethodNotAllowed",
+        )
+        refused.status = 405
+        return error_response(refused)
+    except web.HTTPException:
+        raise
+    except Exception:  # a bug: logged whole, answered without internals
+        log.exception("%s %s failed", request.method, request.path)
+        message = "Request Failed: internal server error while processing your request."
+        return error_response(NeutronError(message, "HTTPInternalServerError"))
+
+
+def context_of(request: web.Request) -> Context:
+    config = request.app[CONFIG]
+    if config.auth == "noauth":
+        project = request.headers.get("X-Project-Id", config.noauth_project)
+        return Context(project, is_admin=True)
+    token = request.headers.get("X-Auth-Token")
+    entry = config.tokens.get(token or "")
+    if entry is None:
+        error = NeutronError("Authentication required", "HTTPUnauthorized")
+        error.status = 401
+        raise error
+    return Context(entry.project, is_admin=entry.role == "admin")
+
+
+async def read_body(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("Malformed request body: not JSON") from None
+
+
+async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.to_thread(function, *args)
+
+
+def collection_routes(collection: str, resource: Resource) -> list[web.RouteDef]:
+    name = resource.singular
+
+    async def listing_(request: web.Request) -> web.Response:
+        ctx = context_of(request)
+        rows = await in_thread(getattr(request.app[STORE], f"list_{collection}"), ctx)
+        query = {k: request.query.getall(k) for k in request.query}
+        return web.json_response(listing.apply(rows, query, str(request.url.with_query(None)),
+                                               collection))  # fmt: skip
+
+    async def create(request: web.Request) -> web.Response:
+        ctx = context_of(request)
+        values = attributes.parse(name, resource.spec, await read_body(request), creating=True,
+                                  is_admin=ctx.is_admin)  # fmt: skip
+        row = await in_thread(getattr(request.app[STORE], f"create_{name}"), ctx, values)
+        return web.json_response({name: row}, status=201)
+
+    async def show(request: web.Request) -> web.Response:
+        ctx = context_of(request)
+        row_id = identifier(request, name)
+        row = await in_thread(getattr(request.app[STORE], f"get_{name}"), ctx, row_id)
+        fields = [f for f in request.query.getall("fields", []) if f]
+        if fields:
+            row = {k: v for k, v in row.items() if k in fields}
+        return web.json_response({name: row})
+
+    async def update(request: web.Request) -> web.Response:
+        ctx = context_of(request)
+        row_id = identifier(request, name)
+        values = attributes.parse(name, resource.spec, await read_body(request),
+                                  creating=False, is_admin=ctx.is_admin)  # fmt: skip
+        row = await in_thread(getattr(request.app[STORE], f"update_{name}"), ctx, row_id,
+                              values)  # fmt: skip
+        return web.json_response({name: row})
+
+    async def delete(request: web.Request) -> web.Response:
+        ctx = context_of(request)
+        row_id = identifier(request, name)
+        await in_thread(getattr(request.app[STORE], f"delete_{name}"), ctx, row_id)
+        return web.Response(status=204)
+
+    base = f"/v2.0/{collection}"
+    return [
+        web.get(base, listing_), web.post(base, create),
+        web.get(base + "/{id}", show), web.put(base + "/{id}", update),
+        web.delete(base + "/{id}", delete),
+    ]  # fmt: skip
+
+
+def identifier(request: web.Request, name: str) -> str:
+    raw = request.match_info["id"]
+    try:
+        return uuid_string("id", raw)
+    except BadRequest:
+        from hanet.server.api.errors import not_found
+
+        raise not_found(name, short(raw)) from None
+
+
+async def versions(request: web.Request) -> web.Response:
+    url = str(request.url.with_path("/v2.0/").with_query(None))
+    return web.json_response({"versions": [{"id": "v2.0", "status": "CURRENT",
+                                            "links": [{"href": url, "rel": "self"}]}]})  # fmt: skip
+
+
+async def resources_index(request: web.Request) -> web.Response:
+    base = str(request.url.with_path("/v2.0").with_query(None))
+    return web.json_response({"resources": [
+        {"name": r.singular, "collection": c, "links": [{"href": f"{base}/{c}", "rel": "self"}]}
+        for c, r in RESOURCES.items()]})  # fmt: skip
+
+
+async def extensions(request: web.Request) -> web.Response:
+    context_of(request)
+    return web.json_response({"extensions": [
+        {"alias": alias, "name": name, "description": text, "links": [],
+         "updated": "2026-11-22T00:00:00-00:00"} for alias, name, text in EXTENSIONS]})  # fmt: skip
+
+
+def make_app(store: SqlStore, config: ServerConfig) -> web.Application:
+    app = web.Application(middlewares=[neutron_errors], client_max_size=MAX_BODY)
+    app[STORE], app[CONFIG] = store, config
+    routes = [
+        web.get("/", versions),
+        web.get("/v2.0", resources_index),
+        web.get("/v2.0/", resources_index),
+        web.get("/v2.0/extensions", extensions),
+    ]
+    for collection, resource in RESOURCES.items():
+        routes += collection_routes(collection, resource)
+    app.add_routes(routes)
+    return app

@@ -1,0 +1,129 @@
+"""What each resource accepts: type, default, whether POST/PUT may set it, who may.
+
+One table per resource, as Neutron's RESOURCE_ATTRIBUTE_MAP: unknown keys are refused,
+read-only keys are refused, admin-only keys are refused to projects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hanet.server.api import validate as v
+from hanet.server.api.errors import BadRequest, InvalidInput, NotAuthorized
+
+REQUIRED = object()  # no default: POST must give it
+UNSET = object()  # no default, and nothing stored when absent (computed by the handler)
+
+
+@dataclass(frozen=True)
+class Attr:
+    convert: v.Converter
+    default: Any = UNSET
+    post: bool = True
+    put: bool = False
+    admin: bool = False
+
+
+NAME = Attr(v.string(255), "", put=True)
+DESCRIPTION = Attr(v.string(255), "", put=True)
+PROJECT = Attr(v.string(255), UNSET)
+ADMIN_STATE = Attr(v.boolean, True, put=True)
+
+POOL = v.mapping({"start": v.ip_address, "end": v.ip_address}, required=("start", "end"))
+HOST_ROUTE = v.mapping({"destination": v.cidr, "nexthop": v.ip_address},
+                       required=("destination", "nexthop"))  # fmt: skip
+FIXED_IP = v.mapping({"subnet_id": v.uuid_string, "ip_address": v.ip_address})
+ADDRESS_PAIR = v.mapping({"ip_address": v.string(64), "mac_address": v.mac_address},
+                         required=("ip_address",))  # fmt: skip
+IPV6_MODES = ("slaac", "dhcpv6-stateful", "dhcpv6-stateless")
+
+NETWORK: dict[str, Attr] = {
+    "name": NAME,
+    "description": DESCRIPTION,
+    "tenant_id": PROJECT,
+    "project_id": PROJECT,
+    "admin_state_up": ADMIN_STATE,
+    "shared": Attr(v.boolean, False, put=True, admin=True),
+    "router:external": Attr(v.boolean, False, put=True, admin=True),
+    "mtu": Attr(v.integer(68, 9216), 1500, put=True),
+    "provider:network_type": Attr(
+        v.optional(v.one_of("flat", "vlan", "vxlan", "geneve", "local")), None, admin=True
+    ),
+    "provider:physical_network": Attr(v.optional(v.string(64)), None, admin=True),
+    "provider:segmentation_id": Attr(v.optional(v.integer(1, 16777215)), None, admin=True),
+    "port_security_enabled": Attr(v.boolean, True, put=True),
+    "availability_zone_hints": Attr(v.list_of(v.string(255), 16), UNSET),
+}
+
+SUBNET: dict[str, Attr] = {
+    "name": NAME,
+    "description": DESCRIPTION,
+    "tenant_id": PROJECT,
+    "project_id": PROJECT,
+    "network_id": Attr(v.uuid_string, REQUIRED),
+    "ip_version": Attr(v.one_of(4, 6), REQUIRED),
+    "cidr": Attr(v.cidr, REQUIRED),
+    "gateway_ip": Attr(v.optional(v.ip_address), UNSET, put=True),
+    "enable_dhcp": Attr(v.boolean, True, put=True),
+    "allocation_pools": Attr(v.list_of(POOL, 256), UNSET, put=True),
+    "dns_nameservers": Attr(v.list_of(v.ip_address, 16), [], put=True),
+    "host_routes": Attr(v.list_of(HOST_ROUTE, 64), [], put=True),
+    "ipv6_ra_mode": Attr(v.optional(v.one_of(*IPV6_MODES)), None),
+    "ipv6_address_mode": Attr(v.optional(v.one_of(*IPV6_MODES)), None),
+    "subnetpool_id": Attr(v.optional(v.uuid_string), None),
+}
+
+PORT: dict[str, Attr] = {
+    "name": NAME,
+    "description": DESCRIPTION,
+    "tenant_id": PROJECT,
+    "project_id": PROJECT,
+    "network_id": Attr(v.uuid_string, REQUIRED),
+    "admin_state_up": ADMIN_STATE,
+    "mac_address": Attr(v.mac_address, UNSET, put=True, admin=True),
+    "fixed_ips": Attr(v.list_of(FIXED_IP, 64), UNSET, put=True),
+    "device_id": Attr(v.string(255), "", put=True),
+    "device_owner": Attr(v.string(255), "", put=True),
+    "binding:host_id": Attr(v.string(255), "", put=True, admin=True),
+    "binding:profile": Attr(v.free_dict, {}, put=True, admin=True),
+    "binding:vnic_type": Attr(
+        v.one_of("normal", "direct", "macvtap", "baremetal"), "normal", put=True
+    ),
+    "allowed_address_pairs": Attr(v.list_of(ADDRESS_PAIR, 64), [], put=True),
+    "security_groups": Attr(v.list_of(v.uuid_string, 64), [], put=True),
+    "port_security_enabled": Attr(v.boolean, True, put=True),
+}
+
+
+def parse(resource: str, spec: dict[str, Attr], body: Any, *, creating: bool,
+          is_admin: bool) -> dict[str, Any]:  # fmt: skip
+    """The request body ``{resource: {...}}`` checked against ``spec``; defaults filled in
+    on create. Raises BadRequest / InvalidInput / NotAuthorized naming the field."""
+    if not isinstance(body, dict) or set(body) != {resource}:
+        raise BadRequest(f"Resource body required: expected one key '{resource}'")
+    fields = body[resource]
+    if not isinstance(fields, dict):
+        raise BadRequest(f"Resource body '{resource}' must be an object")
+    unknown = sorted(set(fields) - set(spec))
+    if unknown:
+        raise BadRequest(f"Unrecognized attribute(s) '{', '.join(unknown)}'")
+    values: dict[str, Any] = {}
+    for name, raw in fields.items():
+        attr = spec[name]
+        if creating and not attr.post:
+            raise BadRequest(f"Attribute '{name}' not allowed in POST")
+        if not creating and not attr.put:
+            raise BadRequest(f"Cannot update read-only attribute {name}")
+        if attr.admin and not is_admin:
+            raise NotAuthorized(f"(rule:{'create' if creating else 'update'}_{resource}:"
+                                f"{name}) is disallowed by policy")  # fmt: skip
+        values[name] = attr.convert(name, raw)
+    if creating:
+        for name, attr in spec.items():
+            if name in values:
+                continue
+            if attr.default is REQUIRED:
+                raise InvalidInput(name, "this field is required")
+            if attr.default is not UNSET:
+                values[name] = attr.default
+    return values

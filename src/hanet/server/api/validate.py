@@ -1,0 +1,146 @@
+"""Field converters: raw JSON in, a clean value out, or InvalidInput naming the field.
+
+Pure functions, so the API's bad-input behaviour is fuzzed without a server."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from hanet.server.api.errors import InvalidInput
+
+Converter = Callable[[str, Any], Any]
+
+MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+
+
+def string(max_length: int) -> Converter:
+    def convert(field: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise InvalidInput(field, f"'{short(value)}' is not a valid string")
+        if len(value) > max_length:
+            raise InvalidInput(field, f"'{short(value)}' exceeds maximum length of {max_length}")
+        return value
+
+    return convert
+
+
+def optional(inner: Converter) -> Converter:
+    def convert(field: str, value: Any) -> Any:
+        return None if value is None else inner(field, value)
+
+    return convert
+
+
+def boolean(field: str, value: Any) -> bool:
+    # Neutron's convert_to_boolean also takes the strings the CLI sends.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise InvalidInput(field, f"'{short(value)}' cannot be converted to boolean")
+
+
+def integer(low: int, high: int) -> Converter:
+    def convert(field: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise InvalidInput(field, f"'{short(value)}' is not an integer")
+        try:
+            number = int(value)
+        except ValueError:
+            raise InvalidInput(field, f"'{short(value)}' is not an integer") from None
+        if not low <= number <= high:
+            raise InvalidInput(field, f"'{number}' is not in range {low} through {high}")
+        return number
+
+    return convert
+
+
+def uuid_string(field: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(field, f"'{short(value)}' is not a valid UUID")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidInput(field, f"'{short(value)}' is not a valid UUID") from None
+
+
+def one_of(*choices: Any) -> Converter:
+    def convert(field: str, value: Any) -> Any:
+        if value not in choices:
+            raise InvalidInput(field, f"'{short(value)}' is not in {list(choices)}")
+        return value
+
+    return convert
+
+
+def ip_address(field: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(field, f"'{short(value)}' is not a valid IP address")
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise InvalidInput(field, f"'{short(value)}' is not a valid IP address") from None
+
+
+def cidr(field: str, value: Any) -> str:
+    if not isinstance(value, str) or "/" not in value:
+        raise InvalidInput(field, f"'{short(value)}' is not a valid IP subnet")
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise InvalidInput(field, f"'{short(value)}' is not a valid IP subnet") from None
+    return str(network)
+
+
+def mac_address(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not MAC.match(value.lower()):
+        raise InvalidInput(field, f"'{short(value)}' is not a valid MAC address")
+    if int(value[:2], 16) & 1:
+        raise InvalidInput(field, f"'{value}' is a multicast MAC address")
+    return value.lower()
+
+
+def list_of(inner: Converter, max_items: int = 1000) -> Converter:
+    def convert(field: str, value: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise InvalidInput(field, f"'{short(value)}' is not a list")
+        if len(value) > max_items:
+            raise InvalidInput(field, f"more than {max_items} items")
+        return [inner(field, item) for item in value]
+
+    return convert
+
+
+def mapping(keys: dict[str, Converter], required: tuple[str, ...] = ()) -> Converter:
+    """A JSON object with known keys only, each converted."""
+
+    def convert(field: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise InvalidInput(field, f"'{short(value)}' is not a dictionary")
+        unknown = sorted(set(value) - set(keys))
+        if unknown:
+            raise InvalidInput(field, f"unexpected keys supplied: {', '.join(unknown)}")
+        missing = [k for k in required if k not in value]
+        if missing:
+            raise InvalidInput(field, f"'{missing[0]}' is required")
+        return {k: keys[k](f"{field}.{k}", v) for k, v in value.items()}
+
+    return convert
+
+
+def free_dict(field: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidInput(field, f"'{short(value)}' is not a dictionary")
+    return value
+
+
+def short(value: Any, limit: int = 60) -> str:
+    """A value quoted in a message: long input is cut, so an error body stays small."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "..."

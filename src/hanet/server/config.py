@@ -1,0 +1,100 @@
+"""hanet-server's settings: defaults and types in one place; unknown keys are refused.
+
+A YAML file (``--config``) may set any of them; command-line options win over the file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hanet.server.database import DEFAULT_URL
+
+
+class ServerConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Token:
+    project: str
+    role: str = "member"  # or "admin"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    bind: str = "127.0.0.1:9696"
+    db: str = DEFAULT_URL
+    auth: str = "noauth"  # or "token"
+    noauth_project: str = "admin"
+    tokens: dict[str, Token] = field(default_factory=dict)
+    l3_ha: bool = False
+    max_l3_agents_per_router: int = 3
+    dhcp_agents_per_network: int = 2
+    report_interval: float = 1.0
+    agent_down_time: float = 3.0
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.bind.rpartition(":")
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def load_config(path: Path | None, **overrides: Any) -> ServerConfig:
+    """The file's settings (if any), then ``overrides`` that are not None; checked whole."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ServerConfigError(f"{path}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ServerConfigError(f"{path}: expected a mapping of settings")
+        values.update(loaded)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return check(values, str(path or "options"))
+
+
+def check(values: dict[str, Any], where: str) -> ServerConfig:
+    known = {f.name: f for f in fields(ServerConfig)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ServerConfigError(f"{where}: unknown setting '{unknown[0]}'")
+    if "tokens" in values:
+        values["tokens"] = _tokens(values["tokens"], where)
+    defaults = ServerConfig()
+    for name, value in values.items():
+        expected = type(getattr(defaults, name))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = values[name] = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ServerConfigError(f"{where}: {name}: expected {expected.__name__}")
+    config = ServerConfig(**values)
+    if config.auth not in ("noauth", "token"):
+        raise ServerConfigError(f"{where}: auth: 'noauth' or 'token'")
+    try:
+        config.host_port  # noqa: B018 - validates the address
+    except ValueError:
+        raise ServerConfigError(f"{where}: bind: expected HOST:PORT") from None
+    if config.max_l3_agents_per_router < 1 or config.dhcp_agents_per_network < 1:
+        raise ServerConfigError(f"{where}: agents per router / network must be at least 1")
+    if config.agent_down_time <= config.report_interval:
+        raise ServerConfigError(f"{where}: agent_down_time must exceed report_interval")
+    return config
+
+
+def _tokens(raw: Any, where: str) -> dict[str, Token]:
+    if not isinstance(raw, dict):
+        raise ServerConfigError(f"{where}: tokens: expected token: {{project, role}}")
+    tokens = {}
+    for token, entry in raw.items():
+        if not isinstance(entry, dict) or set(entry) - {"project", "role"} or \
+                not isinstance(entry.get("project"), str):  # fmt: skip
+            raise ServerConfigError(f"{where}: tokens.{token}: expected {{project, role}}")
+        role = entry.get("role", "member")
+        if role not in ("member", "admin"):
+            raise ServerConfigError(f"{where}: tokens.{token}.role: 'member' or 'admin'")
+        tokens[str(token)] = Token(entry["project"], role)
+    return tokens

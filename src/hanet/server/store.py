@@ -1,0 +1,443 @@
+"""The store: every change the API makes, as one atomic operation.
+
+Contract (for SQLite and PostgreSQL alike):
+- Each public method is one transaction: it commits whole or raises and leaves nothing.
+- Uniqueness (an address in a subnet, a MAC in a network) is enforced by the database, so it
+  holds with concurrent requests and with several servers on one PostgreSQL. A method that
+  loses such a race retries with another candidate, a bounded number of times.
+- Methods block (they run in a worker thread, never on the event loop); each takes at
+  most one round of row locks and returns plain dicts in Neutron's shapes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import uuid
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from hanet.server import ipam
+from hanet.server.api.errors import BadRequest, Conflict, InvalidInput, not_found
+from hanet.server.models import IPAllocation, Network, Port, Subnet, utcnow
+
+RETRIES = 20  # candidates tried when another request takes the same address or MAC
+
+
+class Context:
+    """Who asks: their project, and whether they are admin."""
+
+    def __init__(self, project_id: str, is_admin: bool) -> None:
+        self.project_id, self.is_admin = project_id, is_admin
+
+
+def stamp(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id, "name": row.name, "description": row.description,
+        "tenant_id": row.project_id, "project_id": row.project_id,
+        "created_at": row.created_at.replace(microsecond=0).isoformat() + "Z",
+        "updated_at": row.updated_at.replace(microsecond=0).isoformat() + "Z",
+        "revision_number": row.revision_number, "tags": [],
+    }  # fmt: skip
+
+
+def network_view(row: Network) -> dict[str, Any]:
+    return {
+        **stamp(row), "admin_state_up": row.admin_state_up, "status": "ACTIVE",
+        "shared": row.shared, "router:external": row.external, "mtu": row.mtu,
+        "subnets": [s.id for s in row.subnets],
+        "provider:network_type": row.network_type,
+        "provider:physical_network": row.physical_network,
+        "provider:segmentation_id": row.segmentation_id,
+        "port_security_enabled": True, "availability_zone_hints": [],
+        "availability_zones": ["nova"], "ipv4_address_scope": None,
+        "ipv6_address_scope": None,
+    }  # fmt: skip
+
+
+def subnet_view(row: Subnet) -> dict[str, Any]:
+    return {
+        **stamp(row), "network_id": row.network_id, "ip_version": row.ip_version,
+        "cidr": row.cidr, "gateway_ip": row.gateway_ip, "enable_dhcp": row.enable_dhcp,
+        "allocation_pools": row.allocation_pools, "dns_nameservers": row.dns_nameservers,
+        "host_routes": row.host_routes, "ipv6_ra_mode": row.ipv6_ra_mode,
+        "ipv6_address_mode": row.ipv6_address_mode, "subnetpool_id": None,
+        "service_types": [],
+    }  # fmt: skip
+
+
+def port_view(row: Port) -> dict[str, Any]:
+    return {
+        **stamp(row), "network_id": row.network_id, "mac_address": row.mac_address,
+        "admin_state_up": row.admin_state_up, "status": row.status,
+        "device_id": row.device_id, "device_owner": row.device_owner,
+        "fixed_ips": [{"subnet_id": a.subnet_id, "ip_address": a.ip_address}
+                      for a in row.fixed_ips],
+        "allowed_address_pairs": row.allowed_address_pairs,
+        "binding:host_id": row.host_id, "binding:profile": row.binding_profile,
+        "binding:vnic_type": "normal", "binding:vif_type": "ovs" if row.host_id else "unbound",
+        "binding:vif_details": {}, "security_groups": [], "port_security_enabled": True,
+    }  # fmt: skip
+
+
+class SqlStore:
+    """The store on SQLAlchemy: an SQLite file (embedded) or PostgreSQL (several servers)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+
+    # Visibility ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _network_visible(ctx: Context, row: Network) -> bool:
+        if row.ha_owner is not None:
+            return ctx.is_admin
+        return ctx.is_admin or row.project_id == ctx.project_id or row.shared or row.external
+
+    def _network(self, session: Session, ctx: Context, network_id: str) -> Network:
+        row = session.get(Network, network_id)
+        if row is None or not self._network_visible(ctx, row):
+            raise not_found("network", network_id)
+        return row
+
+    @staticmethod
+    def _owned(ctx: Context, row: Any, kind: str, row_id: str) -> Any:
+        if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+            raise not_found(kind, row_id)
+        return row
+
+    @staticmethod
+    def _project(ctx: Context, values: dict[str, Any]) -> str:
+        asked = values.pop("project_id", None) or values.pop("tenant_id", None)
+        values.pop("tenant_id", None)
+        if asked is not None and asked != ctx.project_id and not ctx.is_admin:
+            raise BadRequest(
+                "Specifying 'project_id' or 'tenant_id' other than the authenticated project "
+                "in request requires admin privileges"
+            )
+        return asked or ctx.project_id
+
+    # Networks -----------------------------------------------------------------------------
+
+    def create_network(self, ctx: Context, values: dict[str, Any]) -> dict[str, Any]:
+        with self.sessions.begin() as session:
+            row = Network(
+                id=str(uuid.uuid4()), project_id=self._project(ctx, values),
+                name=values["name"], description=values["description"],
+                admin_state_up=values["admin_state_up"], shared=values["shared"],
+                external=values["router:external"], mtu=values["mtu"],
+                network_type=values["provider:network_type"],
+                physical_network=values["provider:physical_network"],
+                segmentation_id=values["provider:segmentation_id"],
+            )  # fmt: skip
+            session.add(row)
+            session.flush()
+            return network_view(row)
+
+    def get_network(self, ctx: Context, network_id: str) -> dict[str, Any]:
+        with self.sessions() as session:
+            return network_view(self._network(session, ctx, network_id))
+
+    def list_networks(self, ctx: Context) -> list[dict[str, Any]]:
+        with self.sessions() as session:
+            rows = session.scalars(select(Network).order_by(Network.created_at, Network.id))
+            return [network_view(r) for r in rows if self._network_visible(ctx, r)]
+
+    def update_network(self, ctx: Context, network_id: str,
+                       values: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+        with self.sessions.begin() as session:
+            row = self._owned(ctx, self._network(session, ctx, network_id), "network",
+                              network_id)  # fmt: skip
+            renames = {"router:external": "external"}
+            for key, value in values.items():
+                if key == "port_security_enabled":
+                    continue
+                setattr(row, renames.get(key, key), value)
+            row.revision_number += 1
+            row.updated_at = utcnow()
+            session.flush()
+            return network_view(row)
+
+    def delete_network(self, ctx: Context, network_id: str) -> None:
+        with self.sessions.begin() as session:
+            row = self._owned(ctx, self._network(session, ctx, network_id), "network",
+                              network_id)  # fmt: skip
+            in_use = session.scalars(select(Port.id).where(Port.network_id == network_id,
+                                     Port.device_owner != "network:dhcp")).first()  # fmt: skip
+            if in_use is not None:
+                raise Conflict(f"Unable to complete operation on network {network_id}. There "
+                               "are one or more ports still in use on the network.",
+                               "NetworkInUse")  # fmt: skip
+            session.delete(row)
+
+    # Subnets ------------------------------------------------------------------------------
+
+    def create_subnet(self, ctx: Context, values: dict[str, Any]) -> dict[str, Any]:
+        cidr = ipaddress.ip_network(values["cidr"])
+        if cidr.version != values["ip_version"]:
+            raise InvalidInput("cidr", f"{cidr} is not an IPv{values['ip_version']} subnet")
+        gateway = _gateway(cidr, values.get("gateway_ip", ipam.default_gateway(cidr)))
+        pools = _pools(cidr, values.get("allocation_pools"), gateway)
+        with self.sessions.begin() as session:
+            network = self._network(session, ctx, values["network_id"])
+            if not ctx.is_admin and network.project_id != ctx.project_id:
+                raise not_found("network", values["network_id"])
+            for other in network.subnets:
+                if ipaddress.ip_network(other.cidr).overlaps(cidr):
+                    raise BadRequest(f"Invalid input for operation: Requested subnet with cidr:"
+                                     f" {cidr} for network: {network.id} overlaps with another "
+                                     "subnet.")  # fmt: skip
+            row = Subnet(
+                id=str(uuid.uuid4()), project_id=self._project(ctx, values),
+                network_id=network.id, name=values["name"], description=values["description"],
+                ip_version=cidr.version, cidr=str(cidr),
+                gateway_ip=None if gateway is None else str(gateway),
+                enable_dhcp=values["enable_dhcp"],
+                allocation_pools=[{"start": str(a), "end": str(b)} for a, b in pools],
+                dns_nameservers=values["dns_nameservers"], host_routes=values["host_routes"],
+                ipv6_ra_mode=values["ipv6_ra_mode"],
+                ipv6_address_mode=values["ipv6_address_mode"],
+            )  # fmt: skip
+            session.add(row)
+            network.revision_number += 1
+            session.flush()
+            return subnet_view(row)
+
+    def _subnet(self, session: Session, ctx: Context, subnet_id: str) -> Subnet:
+        row = session.get(Subnet, subnet_id)
+        if row is None or not self._network_visible(ctx, row.network):
+            raise not_found("subnet", subnet_id)
+        return row
+
+    def get_subnet(self, ctx: Context, subnet_id: str) -> dict[str, Any]:
+        with self.sessions() as session:
+            return subnet_view(self._subnet(session, ctx, subnet_id))
+
+    def list_subnets(self, ctx: Context) -> list[dict[str, Any]]:
+        with self.sessions() as session:
+            rows = session.scalars(select(Subnet).order_by(Subnet.created_at, Subnet.id))
+            return [subnet_view(r) for r in rows if self._network_visible(ctx, r.network)]
+
+    def update_subnet(self, ctx: Context, subnet_id: str,
+                      values: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+        with self.sessions.begin() as session:
+            row = self._owned(ctx, self._subnet(session, ctx, subnet_id), "subnet", subnet_id)
+            cidr = ipaddress.ip_network(row.cidr)
+            gateway = _gateway(cidr, values.get("gateway_ip", row.gateway_ip))
+            if "allocation_pools" in values or "gateway_ip" in values:
+                given = values.get("allocation_pools", row.allocation_pools)
+                pools = _pools(cidr, given, gateway)
+                row.allocation_pools = [{"start": str(a), "end": str(b)} for a, b in pools]
+                row.gateway_ip = None if gateway is None else str(gateway)
+            for key in ("name", "description", "enable_dhcp", "dns_nameservers", "host_routes"):
+                if key in values:
+                    setattr(row, key, values[key])
+            row.revision_number += 1
+            row.updated_at = utcnow()
+            session.flush()
+            return subnet_view(row)
+
+    def delete_subnet(self, ctx: Context, subnet_id: str) -> None:
+        with self.sessions.begin() as session:
+            row = self._owned(ctx, self._subnet(session, ctx, subnet_id), "subnet", subnet_id)
+            used = session.scalars(select(IPAllocation.port_id).join(Port).where(
+                IPAllocation.subnet_id == subnet_id,
+                Port.device_owner != "network:dhcp")).first()  # fmt: skip
+            if used is not None:
+                raise Conflict(f"Unable to complete operation on subnet {subnet_id}: One or "
+                               "more ports have an IP allocation from this subnet.",
+                               "SubnetInUse")  # fmt: skip
+            session.delete(row)
+
+    # Ports --------------------------------------------------------------------------------
+
+    def create_port(self, ctx: Context, values: dict[str, Any]) -> dict[str, Any]:
+        for attempt in range(RETRIES):
+            try:
+                return self._create_port(ctx, dict(values), attempt)
+            except IntegrityError:
+                if "mac_address" in values:
+                    raise Conflict(f"Unable to complete operation for network "
+                                   f"{values['network_id']}. The mac address "
+                                   f"{values['mac_address']} is in use.",
+                                   "MacAddressInUse") from None  # fmt: skip
+                continue  # a concurrent request took the random MAC: draw again
+        raise Conflict("could not allocate a MAC address", "MacGenerationFailure")
+
+    def _create_port(self, ctx: Context, values: dict[str, Any], attempt: int) -> dict[str, Any]:
+        with self.sessions.begin() as session:
+            network = self._network(session, ctx, values["network_id"])
+            if not ctx.is_admin and network.project_id != ctx.project_id and not network.shared:
+                raise not_found("network", values["network_id"])
+            mac = values.get("mac_address") or ipam.random_mac()
+            row = Port(
+                id=str(uuid.uuid4()), project_id=self._project(ctx, values),
+                network_id=network.id, mac_address=mac, name=values["name"],
+                description=values["description"], admin_state_up=values["admin_state_up"],
+                device_id=values["device_id"], device_owner=values["device_owner"],
+                host_id=values["binding:host_id"], binding_profile=values["binding:profile"],
+                allowed_address_pairs=values["allowed_address_pairs"],
+                status="ACTIVE" if values["binding:host_id"] else "DOWN",
+            )  # fmt: skip
+            session.add(row)
+            session.flush()  # the MAC's uniqueness is checked here
+            requests = values.get("fixed_ips")
+            self._allocate(session, network, row, requests)
+            session.flush()
+            session.refresh(row)
+            return port_view(row)
+
+    def _allocate(self, session: Session, network: Network, port: Port,
+                  requests: list[dict[str, Any]] | None) -> None:  # fmt: skip
+        subnets = {s.id: s for s in network.subnets}
+        if requests is None:
+            requests = _default_requests(network.subnets)
+            if not requests and network.subnets:
+                raise _exhausted(network.id)
+        for position, wanted in enumerate(requests):
+            subnet = self._request_subnet(subnets, network, wanted)
+            self._allocate_one(session, network, port, subnet, wanted.get("ip_address"),
+                               position)  # fmt: skip
+
+    @staticmethod
+    def _request_subnet(subnets: dict[str, Subnet], network: Network,
+                        wanted: dict[str, Any]) -> Subnet:  # fmt: skip
+        if "subnet_id" in wanted:
+            subnet = subnets.get(wanted["subnet_id"])
+            if subnet is None:
+                raise InvalidInput("fixed_ips", f"subnet {wanted['subnet_id']} is not on "
+                                   f"network {network.id}")  # fmt: skip
+            return subnet
+        if "ip_address" not in wanted:
+            raise InvalidInput("fixed_ips", "each entry needs subnet_id or ip_address")
+        address = ipaddress.ip_address(wanted["ip_address"])
+        for subnet in subnets.values():
+            if address in ipaddress.ip_network(subnet.cidr):
+                return subnet
+        raise BadRequest(f"IP address {address} is not a valid IP for any of the subnets on "
+                         f"network {network.id}.", "InvalidIpForNetwork")  # fmt: skip
+
+    def _allocate_one(self, session: Session, network: Network, port: Port, subnet: Subnet,
+                      address: str | None, position: int) -> None:  # fmt: skip
+        cidr = ipaddress.ip_network(subnet.cidr)
+        if address is not None:
+            ip = ipaddress.ip_address(address)
+            first, last = ipam.usable_range(cidr)
+            if not int(first) <= int(ip) <= int(last):
+                raise BadRequest(f"IP address {ip} is not a valid IP for the specified subnet.",
+                                 "InvalidIpForSubnet")  # fmt: skip
+            if not self._try_insert(session, network, port, subnet, str(ip), position):
+                raise Conflict(f"IP address {ip} already allocated in subnet {subnet.id}",
+                               "IpAddressAlreadyAllocated")  # fmt: skip
+            return
+        if subnet.ipv6_address_mode == "slaac" or subnet.ipv6_ra_mode == "slaac":
+            ip = ipam.slaac_address(cidr, port.mac_address)  # type: ignore[arg-type]
+            if not self._try_insert(session, network, port, subnet, str(ip), position):
+                raise Conflict(f"IP address {ip} already allocated in subnet {subnet.id}",
+                               "IpAddressAlreadyAllocated")  # fmt: skip
+            return
+        pools = [(ipaddress.ip_address(p["start"]), ipaddress.ip_address(p["end"]))
+                 for p in subnet.allocation_pools]  # fmt: skip
+        used = set(session.scalars(select(IPAllocation.ip_address).where(
+            IPAllocation.subnet_id == subnet.id)))  # fmt: skip
+        candidates = ipam.free_addresses(pools, used)
+        # More than one try only when another request took the address between our read
+        # and our insert.
+        for candidate in itertools.islice(candidates, RETRIES):
+            if self._try_insert(session, network, port, subnet, str(candidate), position):
+                return
+        raise _exhausted(network.id)
+
+    @staticmethod
+    def _try_insert(session: Session, network: Network, port: Port, subnet: Subnet,
+                    address: str, position: int) -> bool:  # fmt: skip
+        try:
+            with session.begin_nested():
+                session.add(IPAllocation(subnet_id=subnet.id, ip_address=address,
+                                         port_id=port.id, network_id=network.id,
+                                         position=position))  # fmt: skip
+            return True
+        except IntegrityError:
+            return False
+
+    def _port(self, session: Session, ctx: Context, port_id: str) -> Port:
+        return self._owned(ctx, session.get(Port, port_id), "port", port_id)  # type: ignore[no-any-return]
+
+    def get_port(self, ctx: Context, port_id: str) -> dict[str, Any]:
+        with self.sessions() as session:
+            return port_view(self._port(session, ctx, port_id))
+
+    def list_ports(self, ctx: Context) -> list[dict[str, Any]]:
+        with self.sessions() as session:
+            query = select(Port).order_by(Port.created_at, Port.id)
+            if not ctx.is_admin:
+                query = query.where(Port.project_id == ctx.project_id)
+            return [port_view(r) for r in session.scalars(query)]
+
+    def update_port(self, ctx: Context, port_id: str, values: dict[str, Any]) -> dict[str, Any]:
+        try:
+            with self.sessions.begin() as session:
+                row = self._port(session, ctx, port_id)
+                renames = {"binding:host_id": "host_id", "binding:profile": "binding_profile"}
+                for key, value in values.items():
+                    if key in ("fixed_ips", "security_groups", "port_security_enabled",
+                               "binding:vnic_type"):  # fmt: skip
+                        continue
+                    setattr(row, renames.get(key, key), value)
+                if "binding:host_id" in values:
+                    row.status = "ACTIVE" if values["binding:host_id"] else "DOWN"
+                if "fixed_ips" in values:
+                    network = row.network_id
+                    row.fixed_ips.clear()
+                    session.flush()
+                    self._allocate(session, self._network(session, ctx, network), row,
+                                   values["fixed_ips"])  # fmt: skip
+                row.revision_number += 1
+                row.updated_at = utcnow()
+                session.flush()
+                session.refresh(row)
+                return port_view(row)
+        except IntegrityError:
+            raise Conflict(f"The mac address {values.get('mac_address')} is in use.",
+                           "MacAddressInUse") from None  # fmt: skip
+
+    def delete_port(self, ctx: Context, port_id: str) -> None:
+        with self.sessions.begin() as session:
+            session.delete(self._port(session, ctx, port_id))
+
+
+def _gateway(cidr: ipam.IPNetwork, gateway: Any) -> ipam.IPAddress | None:
+    if gateway is None:
+        return None
+    address = ipaddress.ip_address(gateway)
+    if address not in cidr or address == cidr.network_address:
+        raise InvalidInput("gateway_ip", f"gateway {address} is not a valid host of {cidr}")
+    return address
+
+
+def _pools(cidr: ipam.IPNetwork, given: list[dict[str, str]] | None,
+           gateway: ipam.IPAddress | None) -> list[ipam.Pool]:  # fmt: skip
+    if given is None:
+        return ipam.default_pools(cidr, gateway)
+    pools = [(ipaddress.ip_address(p["start"]), ipaddress.ip_address(p["end"])) for p in given]
+    ipam.check_pools(cidr, pools, gateway)
+    return pools
+
+
+def _default_requests(subnets: list[Subnet]) -> list[dict[str, Any]]:
+    """Neutron's default: an address from the first IPv4 subnet, and from every IPv6 one."""
+    requests: list[dict[str, Any]] = []
+    v4 = [s for s in subnets if s.ip_version == 4]
+    if v4:
+        requests.append({"subnet_id": v4[0].id})
+    requests += [{"subnet_id": s.id} for s in subnets if s.ip_version == 6]
+    return requests
+
+
+def _exhausted(network_id: str) -> Conflict:
+    return Conflict(f"No more IP addresses available on network {network_id}.",
+                    "IpAddressGenerationFailure")  # fmt: skip

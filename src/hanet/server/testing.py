@@ -1,0 +1,115 @@
+"""hanet-server in a background thread on a free loopback port, and a small JSON client:
+for tests and benchmarks that talk HTTP to a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from hanet.server.api.app import make_app
+from hanet.server.config import ServerConfig
+from hanet.server.database import make_engine, upgrade
+from hanet.server.store import SqlStore
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+
+
+class ServerThread:
+    """``with ServerThread(config) as server: server.url``; stopped on exit."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self._failure: BaseException | None = None
+
+    def __enter__(self) -> ServerThread:
+        engine = make_engine(self.config.db)
+        upgrade(engine)
+        self.store = SqlStore(engine)
+        self._thread.start()
+        if not self._ready.wait(30) or self._failure is not None:
+            raise RuntimeError(f"hanet-server did not start: {self._failure}")
+        return self
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._start())
+        except BaseException as exc:  # reported to __enter__
+            self._failure = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(make_app(self.store, self.config))
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        async def stop() -> None:
+            if self._runner is not None:
+                await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+        self._loop.close()
+        self.store.engine.dispose()
+
+    def client(self, token: str | None = None, project: str | None = None) -> ApiClient:
+        return ApiClient(self.url, token, project)
+
+
+class ApiClient:
+    """Sends JSON, returns (status, parsed body); never raises for HTTP errors."""
+
+    def __init__(self, url: str, token: str | None = None, project: str | None = None) -> None:
+        self.url, self.headers = url, {"Content-Type": "application/json"}
+        if token is not None:
+            self.headers["X-Auth-Token"] = token
+        if project is not None:
+            self.headers["X-Project-Id"] = project
+
+    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None
+                ) -> Reply:  # fmt: skip
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers=self.headers)  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                status, text = answer.status, answer.read()
+        except urllib.error.HTTPError as error:
+            status, text = error.code, error.read()
+        return Reply(status, json.loads(text) if text else None)
+
+    def get(self, path: str) -> Reply:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: Any) -> Reply:
+        return self.request("POST", path, body)
+
+    def put(self, path: str, body: Any) -> Reply:
+        return self.request("PUT", path, body)
+
+    def delete(self, path: str) -> Reply:
+        return self.request("DELETE", path)
