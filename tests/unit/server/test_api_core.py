@@ -14,8 +14,8 @@ def error_type(reply) -> str:  # type: ignore[no-untyped-def]
 def make_net(client: ApiClient, cidr: str = "10.0.0.0/24", **subnet: object) -> tuple[str, str]:
     net = client.post("/v2.0/networks", {"network": {"name": "n"}})
     assert net.status == 201, net.body
-    sub = client.post("/v2.0/subnets", {"subnet": {"network_id": net.body["network"]["id"],
-                                                   "ip_version": 4, "cidr": cidr, **subnet}})  # fmt: skip
+    fields = {"network_id": net.body["network"]["id"], "ip_version": 4, "cidr": cidr, **subnet}
+    sub = client.post("/v2.0/subnets", {"subnet": fields})
     assert sub.status == 201, sub.body
     return net.body["network"]["id"], sub.body["subnet"]["id"]
 
@@ -47,8 +47,8 @@ def test_subnet_defaults_gateway_and_pools(alice: ApiClient) -> None:
 
 
 def test_ports_get_addresses_from_the_pool_in_order(alice: ApiClient) -> None:
-    net_id, sub_id = make_net(alice, allocation_pools=[{"start": "10.0.0.10",
-                                                        "end": "10.0.0.11"}])  # fmt: skip
+    pool = {"start": "10.0.0.10", "end": "10.0.0.11"}
+    net_id, _ = make_net(alice, allocation_pools=[pool])
     ips = []
     for _ in range(2):
         port = alice.post("/v2.0/ports", {"port": {"network_id": net_id}})
@@ -73,23 +73,19 @@ def test_a_fixed_ip_is_never_given_twice(alice: ApiClient) -> None:
     assert outside.status == 400 and error_type(outside) == "InvalidIpForSubnet"
 
 
-def test_ipv6_slaac_port_address_is_eui64(alice: ApiClient) -> None:
-    net = alice.post("/v2.0/networks", {"network": {}}).body["network"]
-    sub = alice.post("/v2.0/subnets", {"subnet": {
+def test_ipv6_slaac_port_address_is_eui64(alice: ApiClient, admin: ApiClient) -> None:
+    """RFC 4291 §2.5.1 and appendix A: the interface id is the MAC with ff:fe inserted and
+    the universal/local bit inverted."""
+    net = admin.post("/v2.0/networks", {"network": {}}).body["network"]
+    sub = admin.post("/v2.0/subnets", {"subnet": {
         "network_id": net["id"], "ip_version": 6, "cidr": "2001:db8::/64",
         "ipv6_address_mode": "slaac", "ipv6_ra_mode": "slaac"}})  # fmt: skip
     assert sub.status == 201, sub.body
-    port = alice.post("/v2.0/ports", {"port": {"network_id": net["id"],
-                                               "mac_address": "fa:16:3e:11:22:33"}})  # fmt: skip
-    assert port.status == 403  # mac_address is admin-only
-    port = alice.post("/v2.0/ports", {"port": {"network_id": net["id"]}}).body["port"]
-    mac = [int(x, 16) for x in port["mac_address"].split(":")]
-    expected = f"2001:db8::{(mac[0] ^ 2) << 8 | mac[1]:x}:{mac[2]:x}ff:fe{mac[3]:x}:{mac[4] << 8 | mac[5]:x}"
-    import ipaddress
-
-    assert ipaddress.ip_address(port["fixed_ips"][0]["ip_address"]) == ipaddress.ip_address(
-        expected
-    )
+    wanted = {"port": {"network_id": net["id"], "mac_address": "fa:16:3e:11:22:33"}}
+    refused = alice.post("/v2.0/ports", wanted)
+    assert refused.status == 403  # mac_address is the admin's to set
+    port = admin.post("/v2.0/ports", wanted).body["port"]
+    assert port["fixed_ips"][0]["ip_address"] == "2001:db8::f816:3eff:fe11:2233"
 
 
 def test_network_in_use_cannot_be_deleted(alice: ApiClient) -> None:
