@@ -90,8 +90,11 @@ def _tokens(raw: Any, where: str) -> dict[str, Token]:
         raise ServerConfigError(f"{where}: tokens: expected token: {{project, role}}")
     tokens = {}
     for token, entry in raw.items():
-        if not isinstance(entry, dict) or set(entry) - {"project", "role"} or \
-                not isinstance(entry.get("project"), str):  # fmt: skip
+        if (
+            not isinstance(entry, dict)
+            or set(entry) - {"project", "role"}
+            or not isinstance(entry.get("project"), str)
+        ):
             raise ServerConfigError(f"{where}: tokens.{token}: expected {{project, role}}")
         role = entry.get("role", "member")
         if role not in ("member", "admin"):

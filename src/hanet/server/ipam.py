@@ -58,8 +58,10 @@ def check_pools(network: IPNetwork, pools: list[Pool], gateway: IPAddress | None
         if not (first <= low and high <= last):
             raise InvalidInput("allocation_pools", f"{text} is outside {network}")
         if gateway is not None and low <= int(gateway) <= high:
-            raise Conflict(f"Gateway ip {gateway} conflicts with allocation pool {text}",
-                           "GatewayConflictWithAllocationPools")  # fmt: skip
+            raise Conflict(
+                f"Gateway ip {gateway} conflicts with allocation pool {text}",
+                "GatewayConflictWithAllocationPools",
+            )
     for (_, high, _), (low, _, text) in itertools.pairwise(spans):
         if low <= high:
             raise InvalidInput("allocation_pools", f"{text} overlaps another pool")

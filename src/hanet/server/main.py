@@ -12,18 +12,23 @@ from aiohttp import web
 from hanet.server.api.app import make_app
 from hanet.server.config import ServerConfigError, load_config
 from hanet.server.database import make_engine, upgrade
-from hanet.server.store import SqlStore
+from hanet.server.testing import store_for
 
 
 @click.command()
 @click.option("--bind", help="HOST:PORT to serve on (default 127.0.0.1:9696)")
 @click.option("--db", help="database URL (default: sqlite:///hanet.db in this directory)")
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="YAML settings file")  # fmt: skip
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="YAML settings file",
+)
 @click.option("--auth", type=click.Choice(["noauth", "token"]), help="default noauth")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]))
-def main(bind: str | None, db: str | None, config_path: Path | None, auth: str | None,
-         log_level: str) -> None:  # fmt: skip
+def main(
+    bind: str | None, db: str | None, config_path: Path | None, auth: str | None, log_level: str
+) -> None:
     """Serve the Neutron v2.0 API subset of hanet (networks, subnets, ports)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     try:
@@ -33,9 +38,12 @@ def main(bind: str | None, db: str | None, config_path: Path | None, auth: str |
     engine = make_engine(config.db)
     upgrade(engine)
     host, port = config.host_port
-    app = make_app(SqlStore(engine), config)
-    logging.getLogger(__name__).info("hanet-server on %s, database %s", config.bind,
-                                     engine.url.render_as_string(hide_password=True))  # fmt: skip
+    app = make_app(store_for(engine, config), config)
+    logging.getLogger(__name__).info(
+        "hanet-server on %s, database %s",
+        config.bind,
+        engine.url.render_as_string(hide_password=True),
+    )
     web.run_app(app, host=host, port=port, print=None)
 
 

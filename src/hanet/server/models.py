@@ -105,3 +105,84 @@ class IPAllocation(Base):
     network_id: Mapped[str] = mapped_column(ID)
     position: Mapped[int] = mapped_column(Integer, default=0)
     port: Mapped[Port] = relationship(back_populates="fixed_ips")
+
+
+class Router(Stamped, Base):
+    __tablename__ = "routers"
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
+    ha: Mapped[bool] = mapped_column(Boolean, default=False)
+    distributed: Mapped[bool] = mapped_column(Boolean, default=False)
+    gw_port_id: Mapped[str | None] = mapped_column(
+        ForeignKey("ports.id", ondelete="SET NULL"), nullable=True
+    )
+    enable_snat: Mapped[bool] = mapped_column(Boolean, default=True)
+    routes: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    availability_zone_hints: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # HA: the project's HA network this router's keepalived traffic uses, and its VRID there.
+    ha_network_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    vrid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    __table_args__ = (
+        UniqueConstraint("ha_network_id", "vrid", name="uq_router_vrid"),
+        CheckConstraint("vrid is null or (vrid >= 1 and vrid <= 254)", name="ck_router_vrid"),
+    )
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    agent_type: Mapped[str] = mapped_column(String(64))
+    binary: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(64))
+    availability_zone: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    configurations: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("agent_type", "host", name="uq_agent_type_host"),)
+
+
+class RouterBinding(Base):
+    """A router placed on an L3 agent. binding_index numbers the router's places (1..max),
+    so two servers scheduling the same router at once cannot give it too many agents."""
+
+    __tablename__ = "router_agent_bindings"
+    router_id: Mapped[str] = mapped_column(
+        ForeignKey("routers.id", ondelete="CASCADE"), primary_key=True
+    )
+    agent_id: Mapped[str] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    binding_index: Mapped[int] = mapped_column(Integer)
+    ha_state: Mapped[str] = mapped_column(String(16), default="standby")
+    ha_state_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    __table_args__ = (
+        UniqueConstraint("router_id", "binding_index", name="uq_router_binding_index"),
+    )
+
+
+class HANetwork(Base):
+    """A project's HA network (hidden from the project); VRIDs 1-254 are per network."""
+
+    __tablename__ = "ha_networks"
+    network_id: Mapped[str] = mapped_column(
+        ForeignKey("networks.id", ondelete="CASCADE"), primary_key=True
+    )
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    position: Mapped[int] = mapped_column(Integer)  # 0, 1, ... : a further one when full
+    __table_args__ = (UniqueConstraint("project_id", "position", name="uq_ha_network_position"),)
+
+
+class RouterEvent(Base):
+    """What happened to a router: fail-overs reported by agents, interventions by us."""
+
+    __tablename__ = "router_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    router_id: Mapped[str] = mapped_column(ForeignKey("routers.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))
+    agent_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    detail: Mapped[str] = mapped_column(String(1024), default="")

@@ -36,51 +36,77 @@ class Context:
 
 def stamp(row: Any) -> dict[str, Any]:
     return {
-        "id": row.id, "name": row.name, "description": row.description,
-        "tenant_id": row.project_id, "project_id": row.project_id,
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "tenant_id": row.project_id,
+        "project_id": row.project_id,
         "created_at": row.created_at.replace(microsecond=0).isoformat() + "Z",
         "updated_at": row.updated_at.replace(microsecond=0).isoformat() + "Z",
-        "revision_number": row.revision_number, "tags": [],
-    }  # fmt: skip
+        "revision_number": row.revision_number,
+        "tags": [],
+    }
 
 
 def network_view(row: Network) -> dict[str, Any]:
     return {
-        **stamp(row), "admin_state_up": row.admin_state_up, "status": "ACTIVE",
-        "shared": row.shared, "router:external": row.external, "mtu": row.mtu,
+        **stamp(row),
+        "admin_state_up": row.admin_state_up,
+        "status": "ACTIVE",
+        "shared": row.shared,
+        "router:external": row.external,
+        "mtu": row.mtu,
         "subnets": [s.id for s in row.subnets],
         "provider:network_type": row.network_type,
         "provider:physical_network": row.physical_network,
         "provider:segmentation_id": row.segmentation_id,
-        "port_security_enabled": True, "availability_zone_hints": [],
-        "availability_zones": ["nova"], "ipv4_address_scope": None,
+        "port_security_enabled": True,
+        "availability_zone_hints": [],
+        "availability_zones": ["nova"],
+        "ipv4_address_scope": None,
         "ipv6_address_scope": None,
-    }  # fmt: skip
+    }
 
 
 def subnet_view(row: Subnet) -> dict[str, Any]:
     return {
-        **stamp(row), "network_id": row.network_id, "ip_version": row.ip_version,
-        "cidr": row.cidr, "gateway_ip": row.gateway_ip, "enable_dhcp": row.enable_dhcp,
-        "allocation_pools": row.allocation_pools, "dns_nameservers": row.dns_nameservers,
-        "host_routes": row.host_routes, "ipv6_ra_mode": row.ipv6_ra_mode,
-        "ipv6_address_mode": row.ipv6_address_mode, "subnetpool_id": None,
+        **stamp(row),
+        "network_id": row.network_id,
+        "ip_version": row.ip_version,
+        "cidr": row.cidr,
+        "gateway_ip": row.gateway_ip,
+        "enable_dhcp": row.enable_dhcp,
+        "allocation_pools": row.allocation_pools,
+        "dns_nameservers": row.dns_nameservers,
+        "host_routes": row.host_routes,
+        "ipv6_ra_mode": row.ipv6_ra_mode,
+        "ipv6_address_mode": row.ipv6_address_mode,
+        "subnetpool_id": None,
         "service_types": [],
-    }  # fmt: skip
+    }
 
 
 def port_view(row: Port) -> dict[str, Any]:
     return {
-        **stamp(row), "network_id": row.network_id, "mac_address": row.mac_address,
-        "admin_state_up": row.admin_state_up, "status": row.status,
-        "device_id": row.device_id, "device_owner": row.device_owner,
-        "fixed_ips": [{"subnet_id": a.subnet_id, "ip_address": a.ip_address}
-                      for a in row.fixed_ips],
+        **stamp(row),
+        "network_id": row.network_id,
+        "mac_address": row.mac_address,
+        "admin_state_up": row.admin_state_up,
+        "status": row.status,
+        "device_id": row.device_id,
+        "device_owner": row.device_owner,
+        "fixed_ips": [
+            {"subnet_id": a.subnet_id, "ip_address": a.ip_address} for a in row.fixed_ips
+        ],
         "allowed_address_pairs": row.allowed_address_pairs,
-        "binding:host_id": row.host_id, "binding:profile": row.binding_profile,
-        "binding:vnic_type": "normal", "binding:vif_type": "ovs" if row.host_id else "unbound",
-        "binding:vif_details": {}, "security_groups": [], "port_security_enabled": True,
-    }  # fmt: skip
+        "binding:host_id": row.host_id,
+        "binding:profile": row.binding_profile,
+        "binding:vnic_type": "normal",
+        "binding:vif_type": "ovs" if row.host_id else "unbound",
+        "binding:vif_details": {},
+        "security_groups": [],
+        "port_security_enabled": True,
+    }
 
 
 class SqlStore:
@@ -126,14 +152,18 @@ class SqlStore:
     def create_network(self, ctx: Context, values: dict[str, Any]) -> dict[str, Any]:
         with self.sessions.begin() as session:
             row = Network(
-                id=str(uuid.uuid4()), project_id=self._project(ctx, values),
-                name=values["name"], description=values["description"],
-                admin_state_up=values["admin_state_up"], shared=values["shared"],
-                external=values["router:external"], mtu=values["mtu"],
+                id=str(uuid.uuid4()),
+                project_id=self._project(ctx, values),
+                name=values["name"],
+                description=values["description"],
+                admin_state_up=values["admin_state_up"],
+                shared=values["shared"],
+                external=values["router:external"],
+                mtu=values["mtu"],
                 network_type=values["provider:network_type"],
                 physical_network=values["provider:physical_network"],
                 segmentation_id=values["provider:segmentation_id"],
-            )  # fmt: skip
+            )
             session.add(row)
             session.flush()
             return network_view(row)
@@ -147,11 +177,11 @@ class SqlStore:
             rows = session.scalars(select(Network).order_by(Network.created_at, Network.id))
             return [network_view(r) for r in rows if self._network_visible(ctx, r)]
 
-    def update_network(self, ctx: Context, network_id: str,
-                       values: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    def update_network(
+        self, ctx: Context, network_id: str, values: dict[str, Any]
+    ) -> dict[str, Any]:
         with self.sessions.begin() as session:
-            row = self._owned(ctx, self._network(session, ctx, network_id), "network",
-                              network_id)  # fmt: skip
+            row = self._owned(ctx, self._network(session, ctx, network_id), "network", network_id)
             renames = {"router:external": "external"}
             for key, value in values.items():
                 if key == "port_security_enabled":
@@ -164,14 +194,18 @@ class SqlStore:
 
     def delete_network(self, ctx: Context, network_id: str) -> None:
         with self.sessions.begin() as session:
-            row = self._owned(ctx, self._network(session, ctx, network_id), "network",
-                              network_id)  # fmt: skip
-            in_use = session.scalars(select(Port.id).where(Port.network_id == network_id,
-                                     Port.device_owner != "network:dhcp")).first()  # fmt: skip
+            row = self._owned(ctx, self._network(session, ctx, network_id), "network", network_id)
+            in_use = session.scalars(
+                select(Port.id).where(
+                    Port.network_id == network_id, Port.device_owner != "network:dhcp"
+                )
+            ).first()
             if in_use is not None:
-                raise Conflict(f"Unable to complete operation on network {network_id}. There "
-                               "are one or more ports still in use on the network.",
-                               "NetworkInUse")  # fmt: skip
+                raise Conflict(
+                    f"Unable to complete operation on network {network_id}. There "
+                    "are one or more ports still in use on the network.",
+                    "NetworkInUse",
+                )
             session.delete(row)
 
     # Subnets ------------------------------------------------------------------------------
@@ -188,20 +222,27 @@ class SqlStore:
                 raise not_found("network", values["network_id"])
             for other in network.subnets:
                 if ipaddress.ip_network(other.cidr).overlaps(cidr):
-                    raise BadRequest(f"Invalid input for operation: Requested subnet with cidr:"
-                                     f" {cidr} for network: {network.id} overlaps with another "
-                                     "subnet.")  # fmt: skip
+                    raise BadRequest(
+                        f"Invalid input for operation: Requested subnet with cidr:"
+                        f" {cidr} for network: {network.id} overlaps with another "
+                        "subnet."
+                    )
             row = Subnet(
-                id=str(uuid.uuid4()), project_id=self._project(ctx, values),
-                network_id=network.id, name=values["name"], description=values["description"],
-                ip_version=cidr.version, cidr=str(cidr),
+                id=str(uuid.uuid4()),
+                project_id=self._project(ctx, values),
+                network_id=network.id,
+                name=values["name"],
+                description=values["description"],
+                ip_version=cidr.version,
+                cidr=str(cidr),
                 gateway_ip=None if gateway is None else str(gateway),
                 enable_dhcp=values["enable_dhcp"],
                 allocation_pools=[{"start": str(a), "end": str(b)} for a, b in pools],
-                dns_nameservers=values["dns_nameservers"], host_routes=values["host_routes"],
+                dns_nameservers=values["dns_nameservers"],
+                host_routes=values["host_routes"],
                 ipv6_ra_mode=values["ipv6_ra_mode"],
                 ipv6_address_mode=values["ipv6_address_mode"],
-            )  # fmt: skip
+            )
             session.add(row)
             network.revision_number += 1
             session.flush()
@@ -222,8 +263,7 @@ class SqlStore:
             rows = session.scalars(select(Subnet).order_by(Subnet.created_at, Subnet.id))
             return [subnet_view(r) for r in rows if self._network_visible(ctx, r.network)]
 
-    def update_subnet(self, ctx: Context, subnet_id: str,
-                      values: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    def update_subnet(self, ctx: Context, subnet_id: str, values: dict[str, Any]) -> dict[str, Any]:
         with self.sessions.begin() as session:
             row = self._owned(ctx, self._subnet(session, ctx, subnet_id), "subnet", subnet_id)
             cidr = ipaddress.ip_network(row.cidr)
@@ -244,13 +284,17 @@ class SqlStore:
     def delete_subnet(self, ctx: Context, subnet_id: str) -> None:
         with self.sessions.begin() as session:
             row = self._owned(ctx, self._subnet(session, ctx, subnet_id), "subnet", subnet_id)
-            used = session.scalars(select(IPAllocation.port_id).join(Port).where(
-                IPAllocation.subnet_id == subnet_id,
-                Port.device_owner != "network:dhcp")).first()  # fmt: skip
+            used = session.scalars(
+                select(IPAllocation.port_id)
+                .join(Port)
+                .where(IPAllocation.subnet_id == subnet_id, Port.device_owner != "network:dhcp")
+            ).first()
             if used is not None:
-                raise Conflict(f"Unable to complete operation on subnet {subnet_id}: One or "
-                               "more ports have an IP allocation from this subnet.",
-                               "SubnetInUse")  # fmt: skip
+                raise Conflict(
+                    f"Unable to complete operation on subnet {subnet_id}: One or "
+                    "more ports have an IP allocation from this subnet.",
+                    "SubnetInUse",
+                )
             session.delete(row)
 
     # Ports --------------------------------------------------------------------------------
@@ -261,10 +305,12 @@ class SqlStore:
                 return self._create_port(ctx, dict(values), attempt)
             except IntegrityError:
                 if "mac_address" in values:
-                    raise Conflict(f"Unable to complete operation for network "
-                                   f"{values['network_id']}. The mac address "
-                                   f"{values['mac_address']} is in use.",
-                                   "MacAddressInUse") from None  # fmt: skip
+                    raise Conflict(
+                        f"Unable to complete operation for network "
+                        f"{values['network_id']}. The mac address "
+                        f"{values['mac_address']} is in use.",
+                        "MacAddressInUse",
+                    ) from None
                 continue  # a concurrent request took the random MAC: draw again
         raise Conflict("could not allocate a MAC address", "MacGenerationFailure")
 
@@ -275,14 +321,20 @@ class SqlStore:
                 raise not_found("network", values["network_id"])
             mac = values.get("mac_address") or ipam.random_mac()
             row = Port(
-                id=str(uuid.uuid4()), project_id=self._project(ctx, values),
-                network_id=network.id, mac_address=mac, name=values["name"],
-                description=values["description"], admin_state_up=values["admin_state_up"],
-                device_id=values["device_id"], device_owner=values["device_owner"],
-                host_id=values["binding:host_id"], binding_profile=values["binding:profile"],
+                id=str(uuid.uuid4()),
+                project_id=self._project(ctx, values),
+                network_id=network.id,
+                mac_address=mac,
+                name=values["name"],
+                description=values["description"],
+                admin_state_up=values["admin_state_up"],
+                device_id=values["device_id"],
+                device_owner=values["device_owner"],
+                host_id=values["binding:host_id"],
+                binding_profile=values["binding:profile"],
                 allowed_address_pairs=values["allowed_address_pairs"],
                 status="ACTIVE" if values["binding:host_id"] else "DOWN",
-            )  # fmt: skip
+            )
             session.add(row)
             session.flush()  # the MAC's uniqueness is checked here
             requests = values.get("fixed_ips")
@@ -291,8 +343,9 @@ class SqlStore:
             session.refresh(row)
             return port_view(row)
 
-    def _allocate(self, session: Session, network: Network, port: Port,
-                  requests: list[dict[str, Any]] | None) -> None:  # fmt: skip
+    def _allocate(
+        self, session: Session, network: Network, port: Port, requests: list[dict[str, Any]] | None
+    ) -> None:
         subnets = {s.id: s for s in network.subnets}
         if requests is None:
             requests = _default_requests(network.subnets)
@@ -300,17 +353,18 @@ class SqlStore:
                 raise _exhausted(network.id)
         for position, wanted in enumerate(requests):
             subnet = self._request_subnet(subnets, network, wanted)
-            self._allocate_one(session, network, port, subnet, wanted.get("ip_address"),
-                               position)  # fmt: skip
+            self._allocate_one(session, network, port, subnet, wanted.get("ip_address"), position)
 
     @staticmethod
-    def _request_subnet(subnets: dict[str, Subnet], network: Network,
-                        wanted: dict[str, Any]) -> Subnet:  # fmt: skip
+    def _request_subnet(
+        subnets: dict[str, Subnet], network: Network, wanted: dict[str, Any]
+    ) -> Subnet:
         if "subnet_id" in wanted:
             subnet = subnets.get(wanted["subnet_id"])
             if subnet is None:
-                raise InvalidInput("fixed_ips", f"subnet {wanted['subnet_id']} is not on "
-                                   f"network {network.id}")  # fmt: skip
+                raise InvalidInput(
+                    "fixed_ips", f"subnet {wanted['subnet_id']} is not on network {network.id}"
+                )
             return subnet
         if "ip_address" not in wanted:
             raise InvalidInput("fixed_ips", "each entry needs subnet_id or ip_address")
@@ -318,32 +372,53 @@ class SqlStore:
         for subnet in subnets.values():
             if address in ipaddress.ip_network(subnet.cidr):
                 return subnet
-        raise BadRequest(f"IP address {address} is not a valid IP for any of the subnets on "
-                         f"network {network.id}.", "InvalidIpForNetwork")  # fmt: skip
+        raise BadRequest(
+            f"IP address {address} is not a valid IP for any of the subnets on "
+            f"network {network.id}.",
+            "InvalidIpForNetwork",
+        )
 
-    def _allocate_one(self, session: Session, network: Network, port: Port, subnet: Subnet,
-                      address: str | None, position: int) -> None:  # fmt: skip
+    def _allocate_one(
+        self,
+        session: Session,
+        network: Network,
+        port: Port,
+        subnet: Subnet,
+        address: str | None,
+        position: int,
+    ) -> None:
         cidr = ipaddress.ip_network(subnet.cidr)
         if address is not None:
             ip = ipaddress.ip_address(address)
             first, last = ipam.usable_range(cidr)
             if not int(first) <= int(ip) <= int(last):
-                raise BadRequest(f"IP address {ip} is not a valid IP for the specified subnet.",
-                                 "InvalidIpForSubnet")  # fmt: skip
+                raise BadRequest(
+                    f"IP address {ip} is not a valid IP for the specified subnet.",
+                    "InvalidIpForSubnet",
+                )
             if not self._try_insert(session, network, port, subnet, str(ip), position):
-                raise Conflict(f"IP address {ip} already allocated in subnet {subnet.id}",
-                               "IpAddressAlreadyAllocated")  # fmt: skip
+                raise Conflict(
+                    f"IP address {ip} already allocated in subnet {subnet.id}",
+                    "IpAddressAlreadyAllocated",
+                )
             return
         if subnet.ipv6_address_mode == "slaac" or subnet.ipv6_ra_mode == "slaac":
             ip = ipam.slaac_address(cidr, port.mac_address)  # type: ignore[arg-type]
             if not self._try_insert(session, network, port, subnet, str(ip), position):
-                raise Conflict(f"IP address {ip} already allocated in subnet {subnet.id}",
-                               "IpAddressAlreadyAllocated")  # fmt: skip
+                raise Conflict(
+                    f"IP address {ip} already allocated in subnet {subnet.id}",
+                    "IpAddressAlreadyAllocated",
+                )
             return
-        pools = [(ipaddress.ip_address(p["start"]), ipaddress.ip_address(p["end"]))
-                 for p in subnet.allocation_pools]  # fmt: skip
-        used = set(session.scalars(select(IPAllocation.ip_address).where(
-            IPAllocation.subnet_id == subnet.id)))  # fmt: skip
+        pools = [
+            (ipaddress.ip_address(p["start"]), ipaddress.ip_address(p["end"]))
+            for p in subnet.allocation_pools
+        ]
+        used = set(
+            session.scalars(
+                select(IPAllocation.ip_address).where(IPAllocation.subnet_id == subnet.id)
+            )
+        )
         candidates = ipam.free_addresses(pools, used)
         # More than one try only when another request took the address between our read
         # and our insert.
@@ -353,13 +428,20 @@ class SqlStore:
         raise _exhausted(network.id)
 
     @staticmethod
-    def _try_insert(session: Session, network: Network, port: Port, subnet: Subnet,
-                    address: str, position: int) -> bool:  # fmt: skip
+    def _try_insert(
+        session: Session, network: Network, port: Port, subnet: Subnet, address: str, position: int
+    ) -> bool:
         try:
             with session.begin_nested():
-                session.add(IPAllocation(subnet_id=subnet.id, ip_address=address,
-                                         port_id=port.id, network_id=network.id,
-                                         position=position))  # fmt: skip
+                session.add(
+                    IPAllocation(
+                        subnet_id=subnet.id,
+                        ip_address=address,
+                        port_id=port.id,
+                        network_id=network.id,
+                        position=position,
+                    )
+                )
             return True
         except IntegrityError:
             return False
@@ -384,8 +466,12 @@ class SqlStore:
                 row = self._port(session, ctx, port_id)
                 renames = {"binding:host_id": "host_id", "binding:profile": "binding_profile"}
                 for key, value in values.items():
-                    if key in ("fixed_ips", "security_groups", "port_security_enabled",
-                               "binding:vnic_type"):  # fmt: skip
+                    if key in (
+                        "fixed_ips",
+                        "security_groups",
+                        "port_security_enabled",
+                        "binding:vnic_type",
+                    ):
                         continue
                     setattr(row, renames.get(key, key), value)
                 if "binding:host_id" in values:
@@ -394,16 +480,18 @@ class SqlStore:
                     network = row.network_id
                     row.fixed_ips.clear()
                     session.flush()
-                    self._allocate(session, self._network(session, ctx, network), row,
-                                   values["fixed_ips"])  # fmt: skip
+                    self._allocate(
+                        session, self._network(session, ctx, network), row, values["fixed_ips"]
+                    )
                 row.revision_number += 1
                 row.updated_at = utcnow()
                 session.flush()
                 session.refresh(row)
                 return port_view(row)
         except IntegrityError:
-            raise Conflict(f"The mac address {values.get('mac_address')} is in use.",
-                           "MacAddressInUse") from None  # fmt: skip
+            raise Conflict(
+                f"The mac address {values.get('mac_address')} is in use.", "MacAddressInUse"
+            ) from None
 
     def delete_port(self, ctx: Context, port_id: str) -> None:
         with self.sessions.begin() as session:
@@ -419,8 +507,9 @@ def _gateway(cidr: ipam.IPNetwork, gateway: Any) -> ipam.IPAddress | None:
     return address
 
 
-def _pools(cidr: ipam.IPNetwork, given: list[dict[str, str]] | None,
-           gateway: ipam.IPAddress | None) -> list[ipam.Pool]:  # fmt: skip
+def _pools(
+    cidr: ipam.IPNetwork, given: list[dict[str, str]] | None, gateway: ipam.IPAddress | None
+) -> list[ipam.Pool]:
     if given is None:
         return ipam.default_pools(cidr, gateway)
     pools = [(ipaddress.ip_address(p["start"]), ipaddress.ip_address(p["end"])) for p in given]
@@ -439,5 +528,6 @@ def _default_requests(subnets: list[Subnet]) -> list[dict[str, Any]]:
 
 
 def _exhausted(network_id: str) -> Conflict:
-    return Conflict(f"No more IP addresses available on network {network_id}.",
-                    "IpAddressGenerationFailure")  # fmt: skip
+    return Conflict(
+        f"No more IP addresses available on network {network_id}.", "IpAddressGenerationFailure"
+    )

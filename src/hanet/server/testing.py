@@ -16,13 +16,22 @@ from aiohttp import web
 from hanet.server.api.app import make_app
 from hanet.server.config import ServerConfig
 from hanet.server.database import make_engine, upgrade
-from hanet.server.store import SqlStore
+from hanet.server.l3store import Store
 
 
 @dataclass
 class Reply:
     status: int
     body: Any
+
+
+def store_for(engine: Any, config: ServerConfig) -> Store:
+    return Store(
+        engine,
+        l3_ha=config.l3_ha,
+        max_l3_agents=config.max_l3_agents_per_router,
+        agent_down_time=config.agent_down_time,
+    )
 
 
 class ServerThread:
@@ -40,7 +49,7 @@ class ServerThread:
     def __enter__(self) -> ServerThread:
         engine = make_engine(self.config.db)
         upgrade(engine)
-        self.store = SqlStore(engine)
+        self.store = store_for(engine, self.config)
         self._thread.start()
         if not self._ready.wait(30) or self._failure is not None:
             raise RuntimeError(f"hanet-server did not start: {self._failure}")
@@ -90,11 +99,11 @@ class ApiClient:
         if project is not None:
             self.headers["X-Project-Id"] = project
 
-    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None
-                ) -> Reply:  # fmt: skip
+    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Reply:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers=self.headers)  # fmt: skip
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers=self.headers
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as answer:
                 status, text = answer.status, answer.read()

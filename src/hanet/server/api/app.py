@@ -15,12 +15,13 @@ from hanet.server.api import attributes, listing
 from hanet.server.api.errors import BadRequest, NeutronError, NotFound
 from hanet.server.api.validate import short, uuid_string
 from hanet.server.config import ServerConfig
-from hanet.server.store import Context, SqlStore
+from hanet.server.l3store import Store
+from hanet.server.store import Context
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-STORE: web.AppKey[SqlStore] = web.AppKey("store", SqlStore)
+STORE: web.AppKey[Store] = web.AppKey("store", Store)
 CONFIG: web.AppKey[ServerConfig] = web.AppKey("config", ServerConfig)
 MAX_BODY = 1 << 20
 
@@ -29,31 +30,42 @@ MAX_BODY = 1 << 20
 class Resource:
     singular: str
     spec: dict[str, attributes.Attr]
+    creatable: bool = True  # agents come by registering, not by POST
 
 
 RESOURCES = {
     "networks": Resource("network", attributes.NETWORK),
     "subnets": Resource("subnet", attributes.SUBNET),
     "ports": Resource("port", attributes.PORT),
+    "routers": Resource("router", attributes.ROUTER),
+    "agents": Resource("agent", attributes.AGENT, creatable=False),
 }
 
 EXTENSIONS = [
     ("external-net", "Neutron external network", "Adds external network attribute"),
     ("provider", "Provider Network", "Expose mapping of virtual networks to physical"),
     ("binding", "Port Binding", "Expose port bindings of a virtual port"),
-    ("standard-attr-description", "standard-attr-description", "Extension to add "
-     "descriptions to standard attributes"),
-    ("standard-attr-revisions", "Resource revision numbers", "This extension will display "
-     "the revision number of neutron resources."),
+    (
+        "standard-attr-description",
+        "standard-attr-description",
+        "Extension to add descriptions to standard attributes",
+    ),
+    (
+        "standard-attr-revisions",
+        "Resource revision numbers",
+        "This extension will display the revision number of neutron resources.",
+    ),
     ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at"),
-    ("pagination", "Pagination support", "Extension that indicates that pagination is "
-     "enabled."),
+    ("pagination", "Pagination support", "Extension that indicates that pagination is enabled."),
     ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
-    ("project-id", "project_id field enabled", "Extension that indicates that project_id "
-     "field is enabled."),
+    (
+        "project-id",
+        "project_id field enabled",
+        "Extension that indicates that project_id field is enabled.",
+    ),
     ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
     ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs"),
-]  # fmt: skip
+]
 
 
 def error_response(error: NeutronError) -> web.Response:
@@ -69,8 +81,9 @@ async def neutron_errors(request: web.Request, handler: Handler) -> web.StreamRe
     except web.HTTPRequestEntityTooLarge:
         return error_response(BadRequest("Request body too large", "HTTPRequestEntityTooLarge"))
     except web.HTTPNotFound:
-        return error_response(NotFound(f"The resource could not be found: "
-                                       f"{short(request.path)}", "HTTPNotFound"))  # fmt: skip
+        return error_response(
+            NotFound(f"The resource could not be found: {short(request.path)}", "HTTPNotFound")
+        )
     except web.HTTPMethodNotAllowed:
         refused = NeutronError(
             f"Method {request.method} is not allowed for {short(request.path)}",
@@ -119,13 +132,15 @@ def collection_routes(collection: str, resource: Resource) -> list[web.RouteDef]
         ctx = context_of(request)
         rows = await in_thread(getattr(request.app[STORE], f"list_{collection}"), ctx)
         query = {k: request.query.getall(k) for k in request.query}
-        return web.json_response(listing.apply(rows, query, str(request.url.with_query(None)),
-                                               collection))  # fmt: skip
+        return web.json_response(
+            listing.apply(rows, query, str(request.url.with_query(None)), collection)
+        )
 
     async def create(request: web.Request) -> web.Response:
         ctx = context_of(request)
-        values = attributes.parse(name, resource.spec, await read_body(request), creating=True,
-                                  is_admin=ctx.is_admin)  # fmt: skip
+        values = attributes.parse(
+            name, resource.spec, await read_body(request), creating=True, is_admin=ctx.is_admin
+        )
         row = await in_thread(getattr(request.app[STORE], f"create_{name}"), ctx, values)
         return web.json_response({name: row}, status=201)
 
@@ -141,10 +156,10 @@ def collection_routes(collection: str, resource: Resource) -> list[web.RouteDef]
     async def update(request: web.Request) -> web.Response:
         ctx = context_of(request)
         row_id = identifier(request, name)
-        values = attributes.parse(name, resource.spec, await read_body(request),
-                                  creating=False, is_admin=ctx.is_admin)  # fmt: skip
-        row = await in_thread(getattr(request.app[STORE], f"update_{name}"), ctx, row_id,
-                              values)  # fmt: skip
+        values = attributes.parse(
+            name, resource.spec, await read_body(request), creating=False, is_admin=ctx.is_admin
+        )
+        row = await in_thread(getattr(request.app[STORE], f"update_{name}"), ctx, row_id, values)
         return web.json_response({name: row})
 
     async def delete(request: web.Request) -> web.Response:
@@ -155,10 +170,12 @@ def collection_routes(collection: str, resource: Resource) -> list[web.RouteDef]
 
     base = f"/v2.0/{collection}"
     return [
-        web.get(base, listing_), web.post(base, create),
-        web.get(base + "/{id}", show), web.put(base + "/{id}", update),
+        web.get(base, listing_),
+        *([web.post(base, create)] if resource.creatable else []),
+        web.get(base + "/{id}", show),
+        web.put(base + "/{id}", update),
         web.delete(base + "/{id}", delete),
-    ]  # fmt: skip
+    ]
 
 
 def identifier(request: web.Request, name: str) -> str:
@@ -173,25 +190,46 @@ def identifier(request: web.Request, name: str) -> str:
 
 async def versions(request: web.Request) -> web.Response:
     url = str(request.url.with_path("/v2.0/").with_query(None))
-    return web.json_response({"versions": [{"id": "v2.0", "status": "CURRENT",
-                                            "links": [{"href": url, "rel": "self"}]}]})  # fmt: skip
+    return web.json_response(
+        {"versions": [{"id": "v2.0", "status": "CURRENT", "links": [{"href": url, "rel": "self"}]}]}
+    )
 
 
 async def resources_index(request: web.Request) -> web.Response:
     base = str(request.url.with_path("/v2.0").with_query(None))
-    return web.json_response({"resources": [
-        {"name": r.singular, "collection": c, "links": [{"href": f"{base}/{c}", "rel": "self"}]}
-        for c, r in RESOURCES.items()]})  # fmt: skip
+    return web.json_response(
+        {
+            "resources": [
+                {
+                    "name": r.singular,
+                    "collection": c,
+                    "links": [{"href": f"{base}/{c}", "rel": "self"}],
+                }
+                for c, r in RESOURCES.items()
+            ]
+        }
+    )
 
 
 async def extensions(request: web.Request) -> web.Response:
     context_of(request)
-    return web.json_response({"extensions": [
-        {"alias": alias, "name": name, "description": text, "links": [],
-         "updated": "2026-11-22T00:00:00-00:00"} for alias, name, text in EXTENSIONS]})  # fmt: skip
+    return web.json_response(
+        {
+            "extensions": [
+                {
+                    "alias": alias,
+                    "name": name,
+                    "description": text,
+                    "links": [],
+                    "updated": "2026-11-22T00:00:00-00:00",
+                }
+                for alias, name, text in EXTENSIONS
+            ]
+        }
+    )
 
 
-def make_app(store: SqlStore, config: ServerConfig) -> web.Application:
+def make_app(store: Store, config: ServerConfig) -> web.Application:
     app = web.Application(middlewares=[neutron_errors], client_max_size=MAX_BODY)
     app[STORE], app[CONFIG] = store, config
     routes = [
@@ -200,7 +238,11 @@ def make_app(store: SqlStore, config: ServerConfig) -> web.Application:
         web.get("/v2.0/", resources_index),
         web.get("/v2.0/extensions", extensions),
     ]
+    from hanet.server.api.l3_routes import l3_routes, watch_agents
+
+    routes += l3_routes()  # before the generic ones: their paths are more specific
     for collection, resource in RESOURCES.items():
         routes += collection_routes(collection, resource)
     app.add_routes(routes)
+    app.cleanup_ctx.append(watch_agents)
     return app

@@ -11,6 +11,8 @@ from typing import Any
 from hanet.server.api import validate as v
 from hanet.server.api.errors import BadRequest, InvalidInput, NotAuthorized
 
+__all__ = ["NotAuthorized", "parse", "parse_interface"]
+
 REQUIRED = object()  # no default: POST must give it
 UNSET = object()  # no default, and nothing stored when absent (computed by the handler)
 
@@ -30,11 +32,13 @@ PROJECT = Attr(v.string(255), UNSET)
 ADMIN_STATE = Attr(v.boolean, True, put=True)
 
 POOL = v.mapping({"start": v.ip_address, "end": v.ip_address}, required=("start", "end"))
-HOST_ROUTE = v.mapping({"destination": v.cidr, "nexthop": v.ip_address},
-                       required=("destination", "nexthop"))  # fmt: skip
+HOST_ROUTE = v.mapping(
+    {"destination": v.cidr, "nexthop": v.ip_address}, required=("destination", "nexthop")
+)
 FIXED_IP = v.mapping({"subnet_id": v.uuid_string, "ip_address": v.ip_address})
-ADDRESS_PAIR = v.mapping({"ip_address": v.string(64), "mac_address": v.mac_address},
-                         required=("ip_address",))  # fmt: skip
+ADDRESS_PAIR = v.mapping(
+    {"ip_address": v.string(64), "mac_address": v.mac_address}, required=("ip_address",)
+)
 IPV6_MODES = ("slaac", "dhcpv6-stateful", "dhcpv6-stateless")
 
 NETWORK: dict[str, Attr] = {
@@ -95,8 +99,9 @@ PORT: dict[str, Attr] = {
 }
 
 
-def parse(resource: str, spec: dict[str, Attr], body: Any, *, creating: bool,
-          is_admin: bool) -> dict[str, Any]:  # fmt: skip
+def parse(
+    resource: str, spec: dict[str, Attr], body: Any, *, creating: bool, is_admin: bool
+) -> dict[str, Any]:
     """The request body ``{resource: {...}}`` checked against ``spec``; defaults filled in
     on create. Raises BadRequest / InvalidInput / NotAuthorized naming the field."""
     if not isinstance(body, dict) or set(body) != {resource}:
@@ -115,8 +120,10 @@ def parse(resource: str, spec: dict[str, Attr], body: Any, *, creating: bool,
         if not creating and not attr.put:
             raise BadRequest(f"Cannot update read-only attribute {name}")
         if attr.admin and not is_admin:
-            raise NotAuthorized(f"(rule:{'create' if creating else 'update'}_{resource}:"
-                                f"{name}) is disallowed by policy")  # fmt: skip
+            raise NotAuthorized(
+                f"(rule:{'create' if creating else 'update'}_{resource}:"
+                f"{name}) is disallowed by policy"
+            )
         values[name] = attr.convert(name, raw)
     if creating:
         for name, attr in spec.items():
@@ -127,3 +134,47 @@ def parse(resource: str, spec: dict[str, Attr], body: Any, *, creating: bool,
             if attr.default is not UNSET:
                 values[name] = attr.default
     return values
+
+
+GATEWAY_INFO = v.mapping(
+    {"network_id": v.uuid_string, "enable_snat": v.boolean,
+     "external_fixed_ips": v.list_of(FIXED_IP, 8)},
+    required=("network_id",),
+)  # fmt: skip
+ROUTE = v.mapping({"destination": v.cidr, "nexthop": v.ip_address},
+                  required=("destination", "nexthop"))  # fmt: skip
+
+ROUTER: dict[str, Attr] = {
+    "name": NAME,
+    "description": DESCRIPTION,
+    "tenant_id": PROJECT,
+    "project_id": PROJECT,
+    "admin_state_up": ADMIN_STATE,
+    "ha": Attr(v.boolean, UNSET, put=True, admin=True),
+    "distributed": Attr(v.boolean, False, admin=True),
+    "external_gateway_info": Attr(v.optional(GATEWAY_INFO), None, put=True),
+    "routes": Attr(v.list_of(ROUTE, 64), [], put=True),
+    "availability_zone_hints": Attr(v.list_of(v.string(255), 16), []),
+}
+
+AGENT: dict[str, Attr] = {
+    "admin_state_up": Attr(v.boolean, put=True, post=False),
+    "description": Attr(v.string(255), put=True, post=False),
+}
+
+INTERFACE = {
+    "subnet_id": Attr(v.uuid_string),
+    "port_id": Attr(v.uuid_string),
+}
+
+
+def parse_interface(body: Any) -> dict[str, Any]:
+    """The body of add_router_interface / remove_router_interface: a subnet or a port."""
+    if not isinstance(body, dict):
+        raise BadRequest("Bad router request: expected an object with subnet_id or port_id")
+    unknown = sorted(set(body) - set(INTERFACE))
+    if unknown:
+        raise BadRequest(f"Unrecognized attribute(s) '{', '.join(unknown)}'")
+    if len(body) != 1:
+        raise BadRequest("Bad router request: Either subnet_id or port_id must be specified")
+    return {k: INTERFACE[k].convert(k, value) for k, value in body.items()}

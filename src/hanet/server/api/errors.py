@@ -16,8 +16,7 @@ class NeutronError(Exception):
             self.kind = kind
 
     def body(self) -> dict[str, Any]:
-        return {"NeutronError": {"type": self.kind, "message": self.message,
-                                 "detail": self.detail}}  # fmt: skip
+        return {"NeutronError": {"type": self.kind, "message": self.message, "detail": self.detail}}
 
 
 class BadRequest(NeutronError):

@@ -25,8 +25,9 @@ def _fixed_ip_match(item: Any, wanted: list[str]) -> bool:
     return any(f"{k}={v}" in wanted for k, v in item.items())
 
 
-def apply(rows: list[dict[str, Any]], query: Mapping[str, list[str]], path: str,
-          collection: str) -> dict[str, Any]:  # fmt: skip
+def apply(
+    rows: list[dict[str, Any]], query: Mapping[str, list[str]], path: str, collection: str
+) -> dict[str, Any]:
     """The response body of a list request, ``{collection: [...], collection_links?}``."""
     known = set(rows[0]) if rows else set()
     for key, wanted in query.items():
@@ -72,8 +73,9 @@ def _limit(query: Mapping[str, list[str]]) -> int:
     try:
         limit = int(raw)
     except ValueError:
-        raise BadRequest(f"Invalid input for limit. Reason: '{short(raw)}' is not an "
-                         "integer.") from None  # fmt: skip
+        raise BadRequest(
+            f"Invalid input for limit. Reason: '{short(raw)}' is not an integer."
+        ) from None
     if limit < 0:
         raise BadRequest(f"Invalid input for limit. Reason: '{limit}' should be non-negative.")
     return limit
@@ -82,8 +84,13 @@ def _limit(query: Mapping[str, list[str]]) -> int:
 Page = tuple[list[dict[str, Any]], list[dict[str, str]]]
 
 
-def _page(rows: list[dict[str, Any]], query: Mapping[str, list[str]], limit: int,
-          path: str, collection: str) -> Page:  # fmt: skip
+def _page(
+    rows: list[dict[str, Any]],
+    query: Mapping[str, list[str]],
+    limit: int,
+    path: str,
+    collection: str,
+) -> Page:
     ids = [r["id"] for r in rows]
     marker = query.get("marker", [None])[-1]
     reverse = query.get("page_reverse", ["false"])[-1].lower() == "true"
@@ -99,12 +106,20 @@ def _page(rows: list[dict[str, Any]], query: Mapping[str, list[str]], limit: int
         more = end - limit > 0
     links = []
     if page and more:
-        links.append({"rel": "next" if not reverse else "previous",
-                      "href": f"{path}?limit={limit}&marker={page[-1 if not reverse else 0]['id']}"
-                              + ("&page_reverse=True" if reverse else "")})  # fmt: skip
+        links.append(
+            {
+                "rel": "next" if not reverse else "previous",
+                "href": f"{path}?limit={limit}&marker={page[-1 if not reverse else 0]['id']}"
+                + ("&page_reverse=True" if reverse else ""),
+            }
+        )
     if page and (marker is not None):
-        links.append({"rel": "previous" if not reverse else "next",
-                      "href": f"{path}?limit={limit}&marker={page[0 if not reverse else -1]['id']}"
-                              + ("" if reverse else "&page_reverse=True")})  # fmt: skip
+        links.append(
+            {
+                "rel": "previous" if not reverse else "next",
+                "href": f"{path}?limit={limit}&marker={page[0 if not reverse else -1]['id']}"
+                + ("" if reverse else "&page_reverse=True"),
+            }
+        )
     _ = collection
     return page, links

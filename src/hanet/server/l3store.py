@@ -1,0 +1,636 @@
+"""Routers, L3 agents and HA on top of the network store: the same transaction contract
+(see hanet.server.store). VRIDs, router places on agents and HA ports are unique in the
+database, so concurrent requests and several servers never hand one out twice."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hanet.server import placement
+from hanet.server.api.errors import BadRequest, Conflict, InvalidInput, not_found
+from hanet.server.models import (
+    Agent,
+    HANetwork,
+    Network,
+    Port,
+    Router,
+    RouterBinding,
+    RouterEvent,
+    Subnet,
+    utcnow,
+)
+from hanet.server.store import RETRIES, Context, SqlStore, port_view, stamp
+
+HA_CIDR = ipaddress.ip_network("169.254.192.0/18")
+VRIDS = range(1, 255)
+L3_AGENT = "L3 agent"
+INTERFACE = "network:router_interface"
+GATEWAY = "network:router_gateway"
+HA_INTERFACE = "network:router_ha_interface"
+
+
+class Store(SqlStore):
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        l3_ha: bool = False,
+        max_l3_agents: int = 3,
+        agent_down_time: float = 3.0,
+    ) -> None:
+        super().__init__(engine)
+        self.l3_ha, self.max_l3_agents, self.agent_down_time = l3_ha, max_l3_agents, agent_down_time
+
+    # Views --------------------------------------------------------------------------------
+
+    def _router_view(self, session: Session, row: Router) -> dict[str, Any]:
+        gateway = None
+        if row.gw_port_id is not None:
+            port = session.get(Port, row.gw_port_id)
+            if port is not None:
+                gateway = {
+                    "network_id": port.network_id,
+                    "enable_snat": row.enable_snat,
+                    "external_fixed_ips": [
+                        {"subnet_id": a.subnet_id, "ip_address": a.ip_address}
+                        for a in port.fixed_ips
+                    ],
+                }
+        return {
+            **stamp(row),
+            "admin_state_up": row.admin_state_up,
+            "status": row.status,
+            "ha": row.ha,
+            "distributed": row.distributed,
+            "external_gateway_info": gateway,
+            "routes": row.routes,
+            "availability_zone_hints": row.availability_zone_hints,
+            "availability_zones": ["nova"],
+            "flavor_id": None,
+        }
+
+    def _agent_view(self, row: Agent) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "agent_type": row.agent_type,
+            "binary": row.binary,
+            "host": row.host,
+            "topic": row.topic,
+            "admin_state_up": row.admin_state_up,
+            "alive": self._alive(row),
+            "availability_zone": row.availability_zone,
+            "configurations": row.configurations,
+            "description": row.description,
+            "created_at": _when(row.created_at),
+            "started_at": _when(row.started_at),
+            "heartbeat_timestamp": _when(row.heartbeat_at),
+            "resources_synced": None,
+        }
+
+    def _alive(self, row: Agent) -> bool:
+        return utcnow() - row.heartbeat_at < timedelta(seconds=self.agent_down_time)
+
+    # Routers ------------------------------------------------------------------------------
+
+    def create_router(self, ctx: Context, values: dict[str, Any]) -> dict[str, Any]:
+        for _ in range(RETRIES):
+            try:
+                return self._create_router(ctx, dict(values))
+            except IntegrityError:
+                continue  # another router took the same VRID, or agent place: try again
+        raise Conflict("could not allocate a VRID for the router", "MaxVRIDAllocationTriesReached")
+
+    def _create_router(self, ctx: Context, values: dict[str, Any]) -> dict[str, Any]:
+        with self.sessions.begin() as session:
+            ha = values.get("ha", self.l3_ha)
+            row = Router(
+                id=str(uuid.uuid4()),
+                project_id=self._project(ctx, values),
+                name=values["name"],
+                description=values["description"],
+                admin_state_up=values["admin_state_up"],
+                ha=ha,
+                distributed=values.get("distributed", False),
+                availability_zone_hints=values.get("availability_zone_hints", []),
+            )
+            session.add(row)
+            if ha:
+                row.ha_network_id, row.vrid = self._allocate_vrid(session, row.project_id)
+            session.flush()
+            if values.get("external_gateway_info"):
+                self._set_gateway(session, ctx, row, values["external_gateway_info"])
+            self._schedule(session, row)
+            session.flush()
+            return self._router_view(session, row)
+
+    def _allocate_vrid(self, session: Session, project_id: str) -> tuple[str, int]:
+        """The lowest free VRID of the project's HA networks; a further network when all
+        254 are taken (Neutron stops there)."""
+        networks = session.scalars(
+            select(HANetwork).where(HANetwork.project_id == project_id).order_by(HANetwork.position)
+        ).all()
+        for ha_net in networks:
+            used = set(
+                session.scalars(
+                    select(Router.vrid).where(Router.ha_network_id == ha_net.network_id)
+                )
+            )
+            free = next((v for v in VRIDS if v not in used), None)
+            if free is not None:
+                return ha_net.network_id, free
+        return self._create_ha_network(session, project_id, len(networks)), VRIDS[0]
+
+    def _create_ha_network(self, session: Session, project_id: str, position: int) -> str:
+        network = Network(
+            id=str(uuid.uuid4()),
+            project_id="",
+            ha_owner=project_id,
+            name=f"HA network tenant {project_id}",
+            admin_state_up=True,
+        )
+        session.add(network)
+        session.flush()
+        session.add(HANetwork(network_id=network.id, project_id=project_id, position=position))
+        first, last = HA_CIDR.network_address + 1, HA_CIDR.broadcast_address - 1
+        session.add(
+            Subnet(
+                id=str(uuid.uuid4()),
+                project_id="",
+                network_id=network.id,
+                name=f"HA subnet tenant {project_id}",
+                ip_version=4,
+                cidr=str(HA_CIDR),
+                gateway_ip=None,
+                enable_dhcp=False,
+                allocation_pools=[{"start": str(first), "end": str(last)}],
+                dns_nameservers=[],
+                host_routes=[],
+            )
+        )
+        session.flush()
+        return network.id
+
+    def _set_gateway(
+        self, session: Session, ctx: Context, row: Router, info: dict[str, Any]
+    ) -> None:
+        network = self._network(session, ctx, info["network_id"])
+        if not network.external:
+            raise BadRequest(
+                f"Bad router request: Network {network.id} is not an external network."
+            )
+        port = Port(
+            id=str(uuid.uuid4()),
+            project_id="",
+            network_id=network.id,
+            mac_address=_mac(),
+            device_id=row.id,
+            device_owner=GATEWAY,
+            status="ACTIVE",
+        )
+        session.add(port)
+        session.flush()
+        self._allocate(session, network, port, info.get("external_fixed_ips"))
+        row.gw_port_id, row.enable_snat = port.id, info.get("enable_snat", True)
+
+    def _alive_l3_agents(self, session: Session) -> list[Agent]:
+        horizon = utcnow() - timedelta(seconds=self.agent_down_time)
+        return list(
+            session.scalars(
+                select(Agent).where(
+                    Agent.agent_type == L3_AGENT,
+                    Agent.admin_state_up.is_(True),
+                    Agent.heartbeat_at > horizon,
+                )
+            )
+        )
+
+    def _schedule(self, session: Session, row: Router) -> list[str]:
+        """Fill the router's free places with the least-loaded alive L3 agents."""
+        wanted = self.max_l3_agents if row.ha else 1
+        bound = session.scalars(
+            select(RouterBinding).where(RouterBinding.router_id == row.id)
+        ).all()
+        if len(bound) >= wanted:
+            return []
+        agents = self._alive_l3_agents(session)
+        counted = select(RouterBinding.agent_id, func.count()).group_by(RouterBinding.agent_id)
+        loads: dict[str, int] = {
+            agent_id: count for agent_id, count in session.execute(counted).all()
+        }
+        chosen = placement.choose(
+            [placement.Candidate(a.id, loads.get(a.id, 0), a.availability_zone) for a in agents],
+            wanted - len(bound),
+            exclude=[b.agent_id for b in bound],
+            zones=row.availability_zone_hints,
+        )
+        taken = {b.binding_index for b in bound}
+        free_indexes = (i for i in range(1, wanted + 1) if i not in taken)
+        hosts = {a.id: a.host for a in agents}
+        for agent_id, index in zip(chosen, free_indexes, strict=False):
+            session.add(RouterBinding(router_id=row.id, agent_id=agent_id, binding_index=index))
+            if row.ha:
+                self._add_ha_port(session, row, hosts[agent_id])
+        session.flush()
+        return chosen
+
+    def _add_ha_port(self, session: Session, row: Router, host: str) -> None:
+        network = session.get(Network, row.ha_network_id)
+        assert network is not None
+        port = Port(
+            id=str(uuid.uuid4()),
+            project_id="",
+            network_id=network.id,
+            mac_address=_mac(),
+            device_id=row.id,
+            device_owner=HA_INTERFACE,
+            host_id=host,
+            status="ACTIVE",
+            name=f"HA port tenant {row.project_id}",
+        )
+        session.add(port)
+        session.flush()
+        self._allocate(session, network, port, None)
+
+    def _router(self, session: Session, ctx: Context, router_id: str) -> Router:
+        return self._owned(ctx, session.get(Router, router_id), "router", router_id)  # type: ignore[no-any-return]
+
+    def get_router(self, ctx: Context, router_id: str) -> dict[str, Any]:
+        with self.sessions() as session:
+            return self._router_view(session, self._router(session, ctx, router_id))
+
+    def list_routers(self, ctx: Context) -> list[dict[str, Any]]:
+        with self.sessions() as session:
+            query = select(Router).order_by(Router.created_at, Router.id)
+            if not ctx.is_admin:
+                query = query.where(Router.project_id == ctx.project_id)
+            return [self._router_view(session, r) for r in session.scalars(query)]
+
+    def update_router(self, ctx: Context, router_id: str, values: dict[str, Any]) -> dict[str, Any]:
+        with self.sessions.begin() as session:
+            row = self._router(session, ctx, router_id)
+            if "ha" in values and values["ha"] != row.ha:
+                raise BadRequest(
+                    "Cannot change the ha attribute of a router; create a new router instead"
+                )
+            for key in ("name", "description", "admin_state_up", "routes"):
+                if key in values:
+                    setattr(row, key, values[key])
+            if "external_gateway_info" in values:
+                self._clear_gateway(session, row)
+                if values["external_gateway_info"]:
+                    self._set_gateway(session, ctx, row, values["external_gateway_info"])
+            row.revision_number += 1
+            row.updated_at = utcnow()
+            session.flush()
+            return self._router_view(session, row)
+
+    def _clear_gateway(self, session: Session, row: Router) -> None:
+        if row.gw_port_id is not None:
+            port = session.get(Port, row.gw_port_id)
+            row.gw_port_id = None
+            if port is not None:
+                session.delete(port)
+            session.flush()
+
+    def delete_router(self, ctx: Context, router_id: str) -> None:
+        with self.sessions.begin() as session:
+            row = self._router(session, ctx, router_id)
+            interfaces = session.scalars(
+                select(Port.id).where(Port.device_id == row.id, Port.device_owner == INTERFACE)
+            ).first()
+            if interfaces is not None:
+                raise Conflict(f"Router {router_id} still has ports", "RouterInUse")
+            self._clear_gateway(session, row)
+            for port in session.scalars(select(Port).where(Port.device_id == row.id)):
+                session.delete(port)
+            session.delete(row)
+
+    # Interfaces ---------------------------------------------------------------------------
+
+    def add_router_interface(
+        self, ctx: Context, router_id: str, info: dict[str, Any]
+    ) -> dict[str, Any]:
+        with self.sessions.begin() as session:
+            row = self._router(session, ctx, router_id)
+            if "port_id" in info:
+                port = self._port(session, ctx, info["port_id"])
+                if port.device_id or port.device_owner:
+                    raise Conflict(f"Port {port.id} is already in use", "PortInUse")
+                if not port.fixed_ips:
+                    raise BadRequest(
+                        "Bad router request: Router port must have at least one fixed IP"
+                    )
+                port.device_id, port.device_owner = row.id, INTERFACE
+            else:
+                subnet = self._subnet(session, ctx, info["subnet_id"])
+                if subnet.gateway_ip is None:
+                    raise BadRequest(
+                        "Bad router request: Subnet for router interface must have a gateway IP."
+                    )
+                on_router = session.scalars(
+                    select(Port).where(Port.device_id == row.id, Port.device_owner == INTERFACE)
+                ).all()
+                if any(a.subnet_id == subnet.id for p in on_router for a in p.fixed_ips):
+                    raise BadRequest(
+                        f"Bad router request: Router already has a port on subnet {subnet.id}."
+                    )
+                port = Port(
+                    id=str(uuid.uuid4()),
+                    project_id=row.project_id,
+                    network_id=subnet.network_id,
+                    mac_address=_mac(),
+                    device_id=row.id,
+                    device_owner=INTERFACE,
+                    status="ACTIVE",
+                )
+                session.add(port)
+                session.flush()
+                self._allocate(
+                    session,
+                    subnet.network,
+                    port,
+                    [{"subnet_id": subnet.id, "ip_address": subnet.gateway_ip}],
+                )
+            row.revision_number += 1
+            session.flush()
+            session.refresh(port)
+            return _interface_info(row, port)
+
+    def remove_router_interface(
+        self, ctx: Context, router_id: str, info: dict[str, Any]
+    ) -> dict[str, Any]:
+        with self.sessions.begin() as session:
+            row = self._router(session, ctx, router_id)
+            ports = session.scalars(
+                select(Port).where(Port.device_id == row.id, Port.device_owner == INTERFACE)
+            ).all()
+            if "port_id" in info:
+                port = next((p for p in ports if p.id == info["port_id"]), None)
+                missing = f"Router {router_id} does not have an interface with id {info['port_id']}"
+            else:
+                port = next(
+                    (
+                        p
+                        for p in ports
+                        if any(a.subnet_id == info["subnet_id"] for a in p.fixed_ips)
+                    ),
+                    None,
+                )
+                missing = f"Router {router_id} has no interface on subnet {info['subnet_id']}"
+            if port is None:
+                raise not_found("router_interface", router_id).__class__(
+                    missing, "RouterInterfaceNotFound"
+                )
+            result = _interface_info(row, port)
+            session.delete(port)
+            row.revision_number += 1
+            return result
+
+    # Agents -------------------------------------------------------------------------------
+
+    def register_agent(
+        self,
+        host: str,
+        agent_type: str,
+        availability_zone: str | None,
+        configurations: dict[str, Any],
+    ) -> dict[str, Any]:
+        """An agent (re)starts: one row per (type, host), kept across restarts."""
+        for _ in range(RETRIES):
+            try:
+                with self.sessions.begin() as session:
+                    row = session.scalars(
+                        select(Agent).where(Agent.agent_type == agent_type, Agent.host == host)
+                    ).first()
+                    now = utcnow()
+                    if row is None:
+                        binary = "hanet-agent"
+                        row = Agent(
+                            id=str(uuid.uuid4()),
+                            agent_type=agent_type,
+                            binary=binary,
+                            host=host,
+                            topic="l3_agent" if agent_type == L3_AGENT else "dhcp_agent",
+                        )
+                        session.add(row)
+                    row.availability_zone, row.configurations = availability_zone, configurations
+                    row.started_at = row.heartbeat_at = now
+                    session.flush()
+                    return self._agent_view(row)
+            except IntegrityError:
+                continue  # the same agent registered twice at once: the second finds the row
+        raise Conflict(f"agent {agent_type} on {host} could not register")
+
+    def heartbeat(self, agent_id: str) -> dict[str, Any]:
+        with self.sessions.begin() as session:
+            row = session.get(Agent, agent_id)
+            if row is None:
+                raise not_found("agent", agent_id)
+            row.heartbeat_at = utcnow()
+            return self._agent_view(row)
+
+    def list_agents(self, ctx: Context) -> list[dict[str, Any]]:
+        _admin_only(ctx)
+        with self.sessions() as session:
+            rows = session.scalars(select(Agent).order_by(Agent.created_at, Agent.id))
+            return [self._agent_view(r) for r in rows]
+
+    def get_agent(self, ctx: Context, agent_id: str) -> dict[str, Any]:
+        _admin_only(ctx)
+        with self.sessions() as session:
+            row = session.get(Agent, agent_id)
+            if row is None:
+                raise not_found("agent", agent_id)
+            return self._agent_view(row)
+
+    def update_agent(self, ctx: Context, agent_id: str, values: dict[str, Any]) -> dict[str, Any]:
+        _admin_only(ctx)
+        with self.sessions.begin() as session:
+            row = session.get(Agent, agent_id)
+            if row is None:
+                raise not_found("agent", agent_id)
+            for key in ("admin_state_up", "description"):
+                if key in values:
+                    setattr(row, key, values[key])
+            return self._agent_view(row)
+
+    def delete_agent(self, ctx: Context, agent_id: str) -> None:
+        _admin_only(ctx)
+        with self.sessions.begin() as session:
+            row = session.get(Agent, agent_id)
+            if row is None:
+                raise not_found("agent", agent_id)
+            session.delete(row)
+
+    def router_agents(self, ctx: Context, router_id: str) -> list[dict[str, Any]]:
+        """GET /routers/{id}/l3-agents: the hosting agents, with ha_state for HA routers."""
+        _admin_only(ctx)
+        with self.sessions() as session:
+            row = self._router(session, ctx, router_id)
+            pairs = session.execute(
+                select(Agent, RouterBinding)
+                .join(RouterBinding, RouterBinding.agent_id == Agent.id)
+                .where(RouterBinding.router_id == row.id)
+                .order_by(RouterBinding.binding_index)
+            ).all()
+            return [
+                {**self._agent_view(agent), **({"ha_state": binding.ha_state} if row.ha else {})}
+                for agent, binding in pairs
+            ]
+
+    def agent_routers(self, ctx: Context, agent_id: str) -> list[dict[str, Any]]:
+        _admin_only(ctx)
+        with self.sessions() as session:
+            if session.get(Agent, agent_id) is None:
+                raise not_found("agent", agent_id)
+            rows = session.scalars(
+                select(Router)
+                .join(RouterBinding, RouterBinding.router_id == Router.id)
+                .where(RouterBinding.agent_id == agent_id)
+                .order_by(Router.created_at)
+            )
+            return [self._router_view(session, r) for r in rows]
+
+    def bind_router(self, ctx: Context, agent_id: str, router_id: str) -> None:
+        """POST /agents/{id}/l3-routers: place a router on this agent by hand."""
+        _admin_only(ctx)
+        try:
+            with self.sessions.begin() as session:
+                row = self._router(session, ctx, router_id)
+                agent = session.get(Agent, agent_id)
+                if agent is None or agent.agent_type != L3_AGENT:
+                    raise not_found("agent", agent_id)
+                bound = session.scalars(
+                    select(RouterBinding).where(RouterBinding.router_id == row.id)
+                ).all()
+                limit = self.max_l3_agents if row.ha else 1
+                if any(b.agent_id == agent_id for b in bound) or len(bound) >= limit:
+                    raise Conflict(
+                        f"The router {router_id} has been already hosted by the L3 "
+                        f"Agent {agent_id}.",
+                        "RouterHostedByL3Agent",
+                    )
+                index = min(set(range(1, limit + 1)) - {b.binding_index for b in bound})
+                session.add(RouterBinding(router_id=row.id, agent_id=agent_id, binding_index=index))
+                if row.ha:
+                    self._add_ha_port(session, row, agent.host)
+                self._event(session, row.id, "scheduled", agent_id, "placed by an admin")
+        except IntegrityError:
+            raise Conflict(
+                f"The router {router_id} was placed concurrently; try again",
+                "RouterHostedByL3Agent",
+            ) from None
+
+    def unbind_router(self, ctx: Context, agent_id: str, router_id: str) -> None:
+        _admin_only(ctx)
+        with self.sessions.begin() as session:
+            row = self._router(session, ctx, router_id)
+            binding = session.get(RouterBinding, (row.id, agent_id))
+            if binding is None:
+                raise Conflict(
+                    f"The router {router_id} is not hosted by L3 agent {agent_id}.",
+                    "RouterNotHostedByL3Agent",
+                )
+            self._drop_binding(session, row, binding)
+            self._event(session, row.id, "unscheduled", agent_id, "removed by an admin")
+
+    def _drop_binding(self, session: Session, row: Router, binding: RouterBinding) -> None:
+        agent = session.get(Agent, binding.agent_id)
+        if row.ha and agent is not None:
+            for port in session.scalars(
+                select(Port).where(
+                    Port.device_id == row.id,
+                    Port.device_owner == HA_INTERFACE,
+                    Port.host_id == agent.host,
+                )
+            ):
+                session.delete(port)
+        session.delete(binding)
+
+    @staticmethod
+    def _event(
+        session: Session, router_id: str, kind: str, agent_id: str | None, detail: str
+    ) -> None:
+        session.add(RouterEvent(router_id=router_id, kind=kind, agent_id=agent_id, detail=detail))
+
+    # Dead agents --------------------------------------------------------------------------
+
+    def reschedule_dead(self) -> list[str]:
+        """Move routers off L3 agents whose heartbeat stopped: an HA router loses the dead
+        place and gets a new one (redundancy restored), a legacy router moves. One
+        transaction for all, whatever their number. Returns the dead agents handled."""
+        with self.sessions.begin() as session:
+            horizon = utcnow() - timedelta(seconds=self.agent_down_time)
+            dead = session.scalars(
+                select(Agent).where(Agent.agent_type == L3_AGENT, Agent.heartbeat_at <= horizon)
+            ).all()
+            if not dead:
+                return []
+            dead_ids = [a.id for a in dead]
+            bindings = session.scalars(
+                select(RouterBinding).where(RouterBinding.agent_id.in_(dead_ids))
+            ).all()
+            if not bindings:
+                return []
+            routers = {
+                r.id: r
+                for r in session.scalars(
+                    select(Router).where(Router.id.in_({b.router_id for b in bindings}))
+                )
+            }
+            for binding in bindings:
+                self._drop_binding(session, routers[binding.router_id], binding)
+                self._event(
+                    session,
+                    binding.router_id,
+                    "agent_dead",
+                    binding.agent_id,
+                    "its agent stopped reporting; place released",
+                )
+            session.flush()
+            for router in routers.values():
+                for agent_id in self._schedule(session, router):
+                    self._event(
+                        session, router.id, "scheduled", agent_id, "replacement for a dead agent"
+                    )
+            return dead_ids
+
+
+def _admin_only(ctx: Context) -> None:
+    if not ctx.is_admin:
+        from hanet.server.api.errors import NotAuthorized
+
+        raise NotAuthorized("rule:get_agent is disallowed by policy")
+
+
+def _when(moment: Any) -> str:
+    return str(moment.replace(microsecond=0))
+
+
+def _mac() -> str:
+    from hanet.server import ipam
+
+    return ipam.random_mac()
+
+
+def _interface_info(row: Router, port: Port) -> dict[str, Any]:
+    subnets = [a.subnet_id for a in port.fixed_ips]
+    return {
+        "id": row.id,
+        "tenant_id": row.project_id,
+        "project_id": row.project_id,
+        "port_id": port.id,
+        "network_id": port.network_id,
+        "subnet_id": subnets[0] if subnets else None,
+        "subnet_ids": subnets,
+    }
+
+
+_ = (InvalidInput, port_view)
