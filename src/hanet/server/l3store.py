@@ -22,7 +22,7 @@ from hanet.server.models import (
     Port,
     Router,
     RouterBinding,
-    RouterEvent,
+    RouterChange,
     Subnet,
     utcnow,
 )
@@ -36,7 +36,7 @@ GATEWAY = "network:router_gateway"
 HA_INTERFACE = "network:router_ha_interface"
 
 
-class Store(SqlStore):
+class L3Store(SqlStore):
     def __init__(
         self,
         engine: Any,
@@ -97,6 +97,11 @@ class Store(SqlStore):
     def _alive(self, row: Agent) -> bool:
         return utcnow() - row.heartbeat_at < timedelta(seconds=self.agent_down_time)
 
+    @staticmethod
+    def _changed(session: Session, router_id: str) -> None:
+        """Log a change of the router for the agents (see hanet.server.agent_sync)."""
+        session.add(RouterChange(router_id=router_id))
+
     # Routers ------------------------------------------------------------------------------
 
     def create_router(self, ctx: Context, values: dict[str, Any]) -> dict[str, Any]:
@@ -127,6 +132,7 @@ class Store(SqlStore):
             if values.get("external_gateway_info"):
                 self._set_gateway(session, ctx, row, values["external_gateway_info"])
             self._schedule(session, row)
+            self._changed(session, row.id)
             session.flush()
             return self._router_view(session, row)
 
@@ -288,6 +294,7 @@ class Store(SqlStore):
                     self._set_gateway(session, ctx, row, values["external_gateway_info"])
             row.revision_number += 1
             row.updated_at = utcnow()
+            self._changed(session, row.id)
             session.flush()
             return self._router_view(session, row)
 
@@ -310,6 +317,7 @@ class Store(SqlStore):
             self._clear_gateway(session, row)
             for port in session.scalars(select(Port).where(Port.device_id == row.id)):
                 session.delete(port)
+            self._changed(session, row.id)
             session.delete(row)
 
     # Interfaces ---------------------------------------------------------------------------
@@ -359,6 +367,7 @@ class Store(SqlStore):
                     [{"subnet_id": subnet.id, "ip_address": subnet.gateway_ip}],
                 )
             row.revision_number += 1
+            self._changed(session, row.id)
             session.flush()
             session.refresh(port)
             return _interface_info(row, port)
@@ -391,216 +400,8 @@ class Store(SqlStore):
             result = _interface_info(row, port)
             session.delete(port)
             row.revision_number += 1
+            self._changed(session, row.id)
             return result
-
-    # Agents -------------------------------------------------------------------------------
-
-    def register_agent(
-        self,
-        host: str,
-        agent_type: str,
-        availability_zone: str | None,
-        configurations: dict[str, Any],
-    ) -> dict[str, Any]:
-        """An agent (re)starts: one row per (type, host), kept across restarts."""
-        for _ in range(RETRIES):
-            try:
-                with self.sessions.begin() as session:
-                    row = session.scalars(
-                        select(Agent).where(Agent.agent_type == agent_type, Agent.host == host)
-                    ).first()
-                    now = utcnow()
-                    if row is None:
-                        binary = "hanet-agent"
-                        row = Agent(
-                            id=str(uuid.uuid4()),
-                            agent_type=agent_type,
-                            binary=binary,
-                            host=host,
-                            topic="l3_agent" if agent_type == L3_AGENT else "dhcp_agent",
-                        )
-                        session.add(row)
-                    row.availability_zone, row.configurations = availability_zone, configurations
-                    row.started_at = row.heartbeat_at = now
-                    session.flush()
-                    return self._agent_view(row)
-            except IntegrityError:
-                continue  # the same agent registered twice at once: the second finds the row
-        raise Conflict(f"agent {agent_type} on {host} could not register")
-
-    def heartbeat(self, agent_id: str) -> dict[str, Any]:
-        with self.sessions.begin() as session:
-            row = session.get(Agent, agent_id)
-            if row is None:
-                raise not_found("agent", agent_id)
-            row.heartbeat_at = utcnow()
-            return self._agent_view(row)
-
-    def list_agents(self, ctx: Context) -> list[dict[str, Any]]:
-        _admin_only(ctx)
-        with self.sessions() as session:
-            rows = session.scalars(select(Agent).order_by(Agent.created_at, Agent.id))
-            return [self._agent_view(r) for r in rows]
-
-    def get_agent(self, ctx: Context, agent_id: str) -> dict[str, Any]:
-        _admin_only(ctx)
-        with self.sessions() as session:
-            row = session.get(Agent, agent_id)
-            if row is None:
-                raise not_found("agent", agent_id)
-            return self._agent_view(row)
-
-    def update_agent(self, ctx: Context, agent_id: str, values: dict[str, Any]) -> dict[str, Any]:
-        _admin_only(ctx)
-        with self.sessions.begin() as session:
-            row = session.get(Agent, agent_id)
-            if row is None:
-                raise not_found("agent", agent_id)
-            for key in ("admin_state_up", "description"):
-                if key in values:
-                    setattr(row, key, values[key])
-            return self._agent_view(row)
-
-    def delete_agent(self, ctx: Context, agent_id: str) -> None:
-        _admin_only(ctx)
-        with self.sessions.begin() as session:
-            row = session.get(Agent, agent_id)
-            if row is None:
-                raise not_found("agent", agent_id)
-            session.delete(row)
-
-    def router_agents(self, ctx: Context, router_id: str) -> list[dict[str, Any]]:
-        """GET /routers/{id}/l3-agents: the hosting agents, with ha_state for HA routers."""
-        _admin_only(ctx)
-        with self.sessions() as session:
-            row = self._router(session, ctx, router_id)
-            pairs = session.execute(
-                select(Agent, RouterBinding)
-                .join(RouterBinding, RouterBinding.agent_id == Agent.id)
-                .where(RouterBinding.router_id == row.id)
-                .order_by(RouterBinding.binding_index)
-            ).all()
-            return [
-                {**self._agent_view(agent), **({"ha_state": binding.ha_state} if row.ha else {})}
-                for agent, binding in pairs
-            ]
-
-    def agent_routers(self, ctx: Context, agent_id: str) -> list[dict[str, Any]]:
-        _admin_only(ctx)
-        with self.sessions() as session:
-            if session.get(Agent, agent_id) is None:
-                raise not_found("agent", agent_id)
-            rows = session.scalars(
-                select(Router)
-                .join(RouterBinding, RouterBinding.router_id == Router.id)
-                .where(RouterBinding.agent_id == agent_id)
-                .order_by(Router.created_at)
-            )
-            return [self._router_view(session, r) for r in rows]
-
-    def bind_router(self, ctx: Context, agent_id: str, router_id: str) -> None:
-        """POST /agents/{id}/l3-routers: place a router on this agent by hand."""
-        _admin_only(ctx)
-        try:
-            with self.sessions.begin() as session:
-                row = self._router(session, ctx, router_id)
-                agent = session.get(Agent, agent_id)
-                if agent is None or agent.agent_type != L3_AGENT:
-                    raise not_found("agent", agent_id)
-                bound = session.scalars(
-                    select(RouterBinding).where(RouterBinding.router_id == row.id)
-                ).all()
-                limit = self.max_l3_agents if row.ha else 1
-                if any(b.agent_id == agent_id for b in bound) or len(bound) >= limit:
-                    raise Conflict(
-                        f"The router {router_id} has been already hosted by the L3 "
-                        f"Agent {agent_id}.",
-                        "RouterHostedByL3Agent",
-                    )
-                index = min(set(range(1, limit + 1)) - {b.binding_index for b in bound})
-                session.add(RouterBinding(router_id=row.id, agent_id=agent_id, binding_index=index))
-                if row.ha:
-                    self._add_ha_port(session, row, agent.host)
-                self._event(session, row.id, "scheduled", agent_id, "placed by an admin")
-        except IntegrityError:
-            raise Conflict(
-                f"The router {router_id} was placed concurrently; try again",
-                "RouterHostedByL3Agent",
-            ) from None
-
-    def unbind_router(self, ctx: Context, agent_id: str, router_id: str) -> None:
-        _admin_only(ctx)
-        with self.sessions.begin() as session:
-            row = self._router(session, ctx, router_id)
-            binding = session.get(RouterBinding, (row.id, agent_id))
-            if binding is None:
-                raise Conflict(
-                    f"The router {router_id} is not hosted by L3 agent {agent_id}.",
-                    "RouterNotHostedByL3Agent",
-                )
-            self._drop_binding(session, row, binding)
-            self._event(session, row.id, "unscheduled", agent_id, "removed by an admin")
-
-    def _drop_binding(self, session: Session, row: Router, binding: RouterBinding) -> None:
-        agent = session.get(Agent, binding.agent_id)
-        if row.ha and agent is not None:
-            for port in session.scalars(
-                select(Port).where(
-                    Port.device_id == row.id,
-                    Port.device_owner == HA_INTERFACE,
-                    Port.host_id == agent.host,
-                )
-            ):
-                session.delete(port)
-        session.delete(binding)
-
-    @staticmethod
-    def _event(
-        session: Session, router_id: str, kind: str, agent_id: str | None, detail: str
-    ) -> None:
-        session.add(RouterEvent(router_id=router_id, kind=kind, agent_id=agent_id, detail=detail))
-
-    # Dead agents --------------------------------------------------------------------------
-
-    def reschedule_dead(self) -> list[str]:
-        """Move routers off L3 agents whose heartbeat stopped: an HA router loses the dead
-        place and gets a new one (redundancy restored), a legacy router moves. One
-        transaction for all, whatever their number. Returns the dead agents handled."""
-        with self.sessions.begin() as session:
-            horizon = utcnow() - timedelta(seconds=self.agent_down_time)
-            dead = session.scalars(
-                select(Agent).where(Agent.agent_type == L3_AGENT, Agent.heartbeat_at <= horizon)
-            ).all()
-            if not dead:
-                return []
-            dead_ids = [a.id for a in dead]
-            bindings = session.scalars(
-                select(RouterBinding).where(RouterBinding.agent_id.in_(dead_ids))
-            ).all()
-            if not bindings:
-                return []
-            routers = {
-                r.id: r
-                for r in session.scalars(
-                    select(Router).where(Router.id.in_({b.router_id for b in bindings}))
-                )
-            }
-            for binding in bindings:
-                self._drop_binding(session, routers[binding.router_id], binding)
-                self._event(
-                    session,
-                    binding.router_id,
-                    "agent_dead",
-                    binding.agent_id,
-                    "its agent stopped reporting; place released",
-                )
-            session.flush()
-            for router in routers.values():
-                for agent_id in self._schedule(session, router):
-                    self._event(
-                        session, router.id, "scheduled", agent_id, "replacement for a dead agent"
-                    )
-            return dead_ids
 
 
 def _admin_only(ctx: Context) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -159,6 +160,8 @@ class RouterBinding(Base):
     binding_index: Mapped[int] = mapped_column(Integer)
     ha_state: Mapped[str] = mapped_column(String(16), default="standby")
     ha_state_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Split brain: the server told this agent to stay backup while another is active.
+    forced_standby: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     __table_args__ = (
         UniqueConstraint("router_id", "binding_index", name="uq_router_binding_index"),
     )
@@ -186,3 +189,13 @@ class RouterEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     agent_id: Mapped[str | None] = mapped_column(ID, nullable=True)
     detail: Mapped[str] = mapped_column(String(1024), default="")
+
+
+class RouterChange(Base):
+    """A change log for agents: each change to a router, its ports or its places gets the
+    next sequence number; an agent asks for what changed since the last number it saw."""
+
+    __tablename__ = "router_changes"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    router_id: Mapped[str] = mapped_column(ID, index=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -13,10 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
+from hanet.server.agent_sync import Store
 from hanet.server.api.app import make_app
 from hanet.server.config import ServerConfig
 from hanet.server.database import make_engine, upgrade
-from hanet.server.l3store import Store
 
 
 @dataclass

@@ -11,11 +11,11 @@ from typing import Any
 
 from aiohttp import web
 
+from hanet.server.agent_sync import Store
 from hanet.server.api import attributes, listing
 from hanet.server.api.errors import BadRequest, NeutronError, NotFound
 from hanet.server.api.validate import short, uuid_string
 from hanet.server.config import ServerConfig
-from hanet.server.l3store import Store
 from hanet.server.store import Context
 
 log = logging.getLogger(__name__)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -17,10 +18,14 @@ from hanet.server.api.validate import free_dict, mapping, optional, string, uuid
 log = logging.getLogger(__name__)
 
 REGISTRATION = mapping(
-    {"host": string(255), "agent_type": string(64),
-     "availability_zone": optional(string(255)), "configurations": free_dict},
+    {
+        "host": string(255),
+        "agent_type": string(64),
+        "availability_zone": optional(string(255)),
+        "configurations": free_dict,
+    },
     required=("host", "agent_type"),
-)  # fmt: skip
+)
 AGENT_TYPES = ("L3 agent", "DHCP agent")
 
 
@@ -83,12 +88,17 @@ async def register_agent(request: web.Request) -> web.Response:
     fields = REGISTRATION("agent", body["agent"])
     if fields["agent_type"] not in AGENT_TYPES:
         raise BadRequest(f"Invalid input for agent_type. Reason: not in {list(AGENT_TYPES)}.")
-    agent = await in_thread(request.app[STORE].register_agent, fields["host"],
-                            fields["agent_type"], fields.get("availability_zone"),
-                            fields.get("configurations", {}))  # fmt: skip
+    agent = await in_thread(
+        request.app[STORE].register_agent,
+        fields["host"],
+        fields["agent_type"],
+        fields.get("availability_zone"),
+        fields.get("configurations", {}),
+    )
     config = request.app[CONFIG]
-    return web.json_response({"agent": agent, "report_interval": config.report_interval},
-                             status=201)  # fmt: skip
+    return web.json_response(
+        {"agent": agent, "report_interval": config.report_interval}, status=201
+    )
 
 
 async def heartbeat(request: web.Request) -> web.Response:
@@ -97,6 +107,69 @@ async def heartbeat(request: web.Request) -> web.Response:
         raise attributes.NotAuthorized("agents report with an admin token")
     agent_id = identifier(request, "agent")
     return web.json_response({"agent": await in_thread(request.app[STORE].heartbeat, agent_id)})
+
+
+MAX_WAIT = 30.0  # seconds a long-poll may hold
+POLL = 0.1  # seconds between looks at the change log while holding
+
+
+async def agent_state(request: web.Request) -> web.Response:
+    """GET /hanet/v1/agents/{id}/state[?since=N&wait=S]: without ``since`` all the agent's
+    routers; with it, those changed after change N, held up to S seconds until there is
+    something newer (a long-poll)."""
+    ctx = context_of(request)
+    if not ctx.is_admin:
+        raise attributes.NotAuthorized("agents fetch their state with an admin token")
+    agent_id = identifier(request, "agent")
+    since = _number(request, "since", None, int)  # absent: the full state, at once
+    wait = min(_number(request, "wait", 0.0, float), MAX_WAIT)
+    store = request.app[STORE]
+    deadline = asyncio.get_running_loop().time() + wait
+    while since is not None and asyncio.get_running_loop().time() < deadline:
+        if await in_thread(store.latest_change) > since:
+            break
+        await asyncio.sleep(POLL)
+    return web.json_response(await in_thread(store.agent_state, agent_id, since))
+
+
+def _number(request: web.Request, name: str, default: Any, kind: type) -> Any:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise BadRequest(
+            f"Invalid input for {name}. Reason: '{raw[:40]}' is not a number."
+        ) from None
+    if value < 0:
+        raise BadRequest(f"Invalid input for {name}. Reason: must not be negative.")
+    return value
+
+
+async def ha_states(request: web.Request) -> web.Response:
+    """POST /hanet/v1/agents/{id}/ha_states {"routers": {router_id: state}}."""
+    ctx = context_of(request)
+    if not ctx.is_admin:
+        raise attributes.NotAuthorized("agents report with an admin token")
+    agent_id = identifier(request, "agent")
+    body = await read_body(request)
+    if (
+        not isinstance(body, dict)
+        or set(body) != {"routers"}
+        or not isinstance(body["routers"], dict)
+    ):
+        raise BadRequest("Expected {'routers': {router_id: 'active' | 'standby' | 'fault'}}")
+    states = {uuid_string("routers", k): v for k, v in body["routers"].items()}
+    changed = await in_thread(request.app[STORE].report_ha_states, agent_id, states)
+    return web.json_response({"changed": changed})
+
+
+async def router_events(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    router_id = identifier(request, "router")
+    events = await in_thread(request.app[STORE].router_events, ctx, router_id)
+    return web.json_response({"events": events})
 
 
 async def watch_agents(app: web.Application) -> AsyncIterator[None]:
@@ -108,11 +181,14 @@ async def watch_agents(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(config.report_interval)
             try:
                 dead = await in_thread(store.reschedule_dead)
+                split = await in_thread(store.resolve_split_brain)
             except Exception:  # the database may be restarting: try again next round
-                log.exception("rescheduling failed")
+                log.exception("the agent watch failed")
                 continue
             if dead:
                 log.warning("agents %s are dead: their routers were rescheduled", dead)
+            if split:
+                log.warning("split brain arbitrated on routers %s", split)
 
     task = asyncio.get_running_loop().create_task(loop())
     yield
@@ -130,4 +206,7 @@ def l3_routes() -> list[web.RouteDef]:
         web.delete("/v2.0/agents/{id}/l3-routers/{router_id}", unbind_router),
         web.post("/hanet/v1/agents", register_agent),
         web.put("/hanet/v1/agents/{id}/heartbeat", heartbeat),
+        web.get("/hanet/v1/agents/{id}/state", agent_state),
+        web.post("/hanet/v1/agents/{id}/ha_states", ha_states),
+        web.get("/hanet/v1/routers/{id}/events", router_events),
     ]

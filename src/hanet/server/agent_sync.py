@@ -1,0 +1,266 @@
+"""What agents fetch and report: each agent's routers as a document, the changes since a
+sequence number, their HA states, and the server's split-brain arbitration.
+
+Split brain: when two agents report one HA router active for longer than SPLIT_BRAIN_AFTER,
+the server keeps the one VRRP itself would keep (the higher HA address, as all of a
+router's instances share one priority) and tells the others to stay backup. The order
+lasts while another agent of the router is active, and is recorded as router events."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hanet.server.agents import AgentStore
+from hanet.server.api.errors import BadRequest, not_found
+from hanet.server.l3store import GATEWAY, HA_INTERFACE, INTERFACE, _admin_only
+from hanet.server.models import (
+    Agent,
+    Port,
+    Router,
+    RouterBinding,
+    RouterChange,
+    RouterEvent,
+    Subnet,
+    utcnow,
+)
+from hanet.server.store import Context
+
+SPLIT_BRAIN_AFTER = timedelta(seconds=2)
+HA_STATES = ("active", "standby", "fault")
+
+
+class Store(AgentStore):
+    # The change log ---------------------------------------------------------------------
+
+    def latest_change(self) -> int:
+        with self.sessions() as session:
+            return int(session.scalar(select(func.max(RouterChange.seq))) or 0)
+
+    def agent_state(self, agent_id: str, since: int | None) -> dict[str, Any]:
+        """The agent's routers changed after change ``since`` (all of them when None), and
+        the ids of routers it no longer hosts."""
+        with self.sessions() as session:
+            agent = session.get(Agent, agent_id)
+            if agent is None:
+                raise not_found("agent", agent_id)
+            latest = int(session.scalar(select(func.max(RouterChange.seq))) or 0)
+            hosted = set(
+                session.scalars(
+                    select(RouterBinding.router_id).where(RouterBinding.agent_id == agent_id)
+                )
+            )
+            if since is None:
+                changed, removed = hosted, set()
+            else:
+                touched = set(
+                    session.scalars(
+                        select(RouterChange.router_id).where(
+                            RouterChange.seq > since, RouterChange.seq <= latest
+                        )
+                    )
+                )
+                changed, removed = touched & hosted, touched - hosted
+            routers = [
+                self._agent_router(session, agent, router_id) for router_id in sorted(changed)
+            ]
+            return {
+                "revision": latest,
+                "routers": routers,
+                "removed": sorted(removed),
+                "full": since is None,
+            }
+
+    def _agent_router(self, session: Session, agent: Agent, router_id: str) -> dict[str, Any]:
+        row = session.get(Router, router_id)
+        assert row is not None
+        binding = session.get(RouterBinding, (router_id, agent.id))
+        ports = session.scalars(select(Port).where(Port.device_id == router_id)).all()
+        doc: dict[str, Any] = {
+            "id": row.id,
+            "name": row.name,
+            "project_id": row.project_id,
+            "admin_state_up": row.admin_state_up,
+            "ha": row.ha,
+            "vrid": row.vrid,
+            "enable_snat": row.enable_snat,
+            "routes": row.routes,
+            "interfaces": [
+                self._agent_port(session, p) for p in ports if p.device_owner == INTERFACE
+            ],
+            "gateway": next(
+                (self._agent_port(session, p) for p in ports if p.device_owner == GATEWAY), None
+            ),
+            "ha_port": next(
+                (
+                    self._agent_port(session, p)
+                    for p in ports
+                    if p.device_owner == HA_INTERFACE and p.host_id == agent.host
+                ),
+                None,
+            ),
+            "ha_state": binding.ha_state if binding else None,
+            "forced_standby": bool(binding and binding.forced_standby),
+        }
+        return doc
+
+    @staticmethod
+    def _agent_port(session: Session, port: Port) -> dict[str, Any]:
+        addresses = []
+        for allocation in port.fixed_ips:
+            subnet = session.get(Subnet, allocation.subnet_id)
+            assert subnet is not None
+            prefix = ipaddress.ip_network(subnet.cidr).prefixlen
+            addresses.append(
+                {
+                    "subnet_id": subnet.id,
+                    "ip_address": allocation.ip_address,
+                    "prefixlen": prefix,
+                    "cidr": subnet.cidr,
+                    "gateway_ip": subnet.gateway_ip,
+                }
+            )
+        return {
+            "id": port.id,
+            "network_id": port.network_id,
+            "mac_address": port.mac_address,
+            "fixed_ips": addresses,
+        }
+
+    # HA states --------------------------------------------------------------------------
+
+    def report_ha_states(self, agent_id: str, states: dict[str, str]) -> int:
+        """An agent's routers' states as its VRRP instances see them. Unknown routers (just
+        moved away) are ignored. Returns how many changed."""
+        for router_id, state in states.items():
+            if state not in HA_STATES:
+                raise BadRequest(
+                    f"Invalid input for ha_state of {router_id}: {state!r} is "
+                    f"not in {list(HA_STATES)}"
+                )
+        changed = 0
+        with self.sessions.begin() as session:
+            agent = session.get(Agent, agent_id)
+            if agent is None:
+                raise not_found("agent", agent_id)
+            bindings = session.scalars(
+                select(RouterBinding).where(
+                    RouterBinding.agent_id == agent_id, RouterBinding.router_id.in_(list(states))
+                )
+            ).all()
+            now = utcnow()
+            for binding in bindings:
+                state = states[binding.router_id]
+                if state == binding.ha_state:
+                    continue
+                changed += 1
+                binding.ha_state, binding.ha_state_at = state, now
+                self._event(
+                    session,
+                    binding.router_id,
+                    f"became_{state}",
+                    agent_id,
+                    f"{agent.host} reports {state}",
+                )
+        return changed
+
+    # Split brain ------------------------------------------------------------------------
+
+    def resolve_split_brain(self) -> list[str]:
+        """Order all but one of two or more long-active agents of a router to stand by, and
+        lift orders that are no longer needed. Returns the routers acted on."""
+        acted: list[str] = []
+        with self.sessions.begin() as session:
+            now = utcnow()
+            active = session.scalars(
+                select(RouterBinding).where(RouterBinding.ha_state == "active")
+            ).all()
+            by_router: dict[str, list[RouterBinding]] = {}
+            for binding in active:
+                by_router.setdefault(binding.router_id, []).append(binding)
+            for router_id, bindings in by_router.items():
+                settled = [
+                    b
+                    for b in bindings
+                    if not b.forced_standby
+                    and b.ha_state_at
+                    and now - b.ha_state_at >= SPLIT_BRAIN_AFTER
+                ]
+                if len(settled) < 2:
+                    continue
+                keep = max(settled, key=lambda b: self._ha_address(session, b))
+                for binding in settled:
+                    if binding is keep:
+                        continue
+                    binding.forced_standby = True
+                    self._event(
+                        session,
+                        router_id,
+                        "split_brain_step_down",
+                        binding.agent_id,
+                        f"active with {keep.agent_id} for more than "
+                        f"{SPLIT_BRAIN_AFTER.seconds} s; told to stand by",
+                    )
+                    self._changed(session, router_id)
+                    acted.append(router_id)
+            forced = session.scalars(
+                select(RouterBinding).where(RouterBinding.forced_standby.is_(True))
+            ).all()
+            for binding in forced:
+                others_active = any(
+                    b.agent_id != binding.agent_id for b in by_router.get(binding.router_id, [])
+                )
+                if not others_active:
+                    binding.forced_standby = False
+                    self._event(
+                        session,
+                        binding.router_id,
+                        "step_down_lifted",
+                        binding.agent_id,
+                        "no other agent is active",
+                    )
+                    self._changed(session, binding.router_id)
+                    acted.append(binding.router_id)
+        return acted
+
+    @staticmethod
+    def _ha_address(session: Session, binding: RouterBinding) -> int:
+        """What VRRP compares on equal priority: the HA port's address (RFC 5798 §6.4.3)."""
+        agent = session.get(Agent, binding.agent_id)
+        port = session.scalars(
+            select(Port).where(
+                Port.device_id == binding.router_id,
+                Port.device_owner == HA_INTERFACE,
+                Port.host_id == (agent.host if agent else ""),
+            )
+        ).first()
+        if port is None or not port.fixed_ips:
+            return 0
+        return int(ipaddress.ip_address(port.fixed_ips[0].ip_address))
+
+    # Events -----------------------------------------------------------------------------
+
+    def router_events(self, ctx: Context, router_id: str) -> list[dict[str, Any]]:
+        _admin_only(ctx)
+        with self.sessions() as session:
+            self._router(session, ctx, router_id)
+            hosts = dict(session.execute(select(Agent.id, Agent.host)).all())
+            rows = session.scalars(
+                select(RouterEvent)
+                .where(RouterEvent.router_id == router_id)
+                .order_by(RouterEvent.id)
+            )
+            return [
+                {
+                    "at": str(e.at.replace(microsecond=0)),
+                    "kind": e.kind,
+                    "agent_id": e.agent_id,
+                    "host": hosts.get(e.agent_id or ""),
+                    "detail": e.detail,
+                }
+                for e in rows
+            ]

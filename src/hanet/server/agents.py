@@ -1,0 +1,230 @@
+"""L3 agents: registration and heartbeats, their routers, placing routers by hand, and
+moving routers off agents that died. Same transaction contract as hanet.server.store."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hanet.server.api.errors import Conflict, not_found
+from hanet.server.l3store import HA_INTERFACE, L3_AGENT, L3Store, _admin_only
+from hanet.server.models import Agent, Port, Router, RouterBinding, RouterEvent, utcnow
+from hanet.server.store import RETRIES, Context
+
+
+class AgentStore(L3Store):
+    # Agents -------------------------------------------------------------------------------
+
+    def register_agent(
+        self,
+        host: str,
+        agent_type: str,
+        availability_zone: str | None,
+        configurations: dict[str, Any],
+    ) -> dict[str, Any]:
+        """An agent (re)starts: one row per (type, host), kept across restarts."""
+        for _ in range(RETRIES):
+            try:
+                with self.sessions.begin() as session:
+                    row = session.scalars(
+                        select(Agent).where(Agent.agent_type == agent_type, Agent.host == host)
+                    ).first()
+                    now = utcnow()
+                    if row is None:
+                        binary = "hanet-agent"
+                        row = Agent(
+                            id=str(uuid.uuid4()),
+                            agent_type=agent_type,
+                            binary=binary,
+                            host=host,
+                            topic="l3_agent" if agent_type == L3_AGENT else "dhcp_agent",
+                        )
+                        session.add(row)
+                    row.availability_zone, row.configurations = availability_zone, configurations
+                    row.started_at = row.heartbeat_at = now
+                    session.flush()
+                    return self._agent_view(row)
+            except IntegrityError:
+                continue  # the same agent registered twice at once: the second finds the row
+        raise Conflict(f"agent {agent_type} on {host} could not register")
+
+    def heartbeat(self, agent_id: str) -> dict[str, Any]:
+        with self.sessions.begin() as session:
+            row = session.get(Agent, agent_id)
+            if row is None:
+                raise not_found("agent", agent_id)
+            row.heartbeat_at = utcnow()
+            return self._agent_view(row)
+
+    def list_agents(self, ctx: Context) -> list[dict[str, Any]]:
+        _admin_only(ctx)
+        with self.sessions() as session:
+            rows = session.scalars(select(Agent).order_by(Agent.created_at, Agent.id))
+            return [self._agent_view(r) for r in rows]
+
+    def get_agent(self, ctx: Context, agent_id: str) -> dict[str, Any]:
+        _admin_only(ctx)
+        with self.sessions() as session:
+            row = session.get(Agent, agent_id)
+            if row is None:
+                raise not_found("agent", agent_id)
+            return self._agent_view(row)
+
+    def update_agent(self, ctx: Context, agent_id: str, values: dict[str, Any]) -> dict[str, Any]:
+        _admin_only(ctx)
+        with self.sessions.begin() as session:
+            row = session.get(Agent, agent_id)
+            if row is None:
+                raise not_found("agent", agent_id)
+            for key in ("admin_state_up", "description"):
+                if key in values:
+                    setattr(row, key, values[key])
+            return self._agent_view(row)
+
+    def delete_agent(self, ctx: Context, agent_id: str) -> None:
+        _admin_only(ctx)
+        with self.sessions.begin() as session:
+            row = session.get(Agent, agent_id)
+            if row is None:
+                raise not_found("agent", agent_id)
+            session.delete(row)
+
+    def router_agents(self, ctx: Context, router_id: str) -> list[dict[str, Any]]:
+        """GET /routers/{id}/l3-agents: the hosting agents, with ha_state for HA routers."""
+        _admin_only(ctx)
+        with self.sessions() as session:
+            row = self._router(session, ctx, router_id)
+            pairs = session.execute(
+                select(Agent, RouterBinding)
+                .join(RouterBinding, RouterBinding.agent_id == Agent.id)
+                .where(RouterBinding.router_id == row.id)
+                .order_by(RouterBinding.binding_index)
+            ).all()
+            return [
+                {**self._agent_view(agent), **({"ha_state": binding.ha_state} if row.ha else {})}
+                for agent, binding in pairs
+            ]
+
+    def agent_routers(self, ctx: Context, agent_id: str) -> list[dict[str, Any]]:
+        _admin_only(ctx)
+        with self.sessions() as session:
+            if session.get(Agent, agent_id) is None:
+                raise not_found("agent", agent_id)
+            rows = session.scalars(
+                select(Router)
+                .join(RouterBinding, RouterBinding.router_id == Router.id)
+                .where(RouterBinding.agent_id == agent_id)
+                .order_by(Router.created_at)
+            )
+            return [self._router_view(session, r) for r in rows]
+
+    def bind_router(self, ctx: Context, agent_id: str, router_id: str) -> None:
+        """POST /agents/{id}/l3-routers: place a router on this agent by hand."""
+        _admin_only(ctx)
+        try:
+            with self.sessions.begin() as session:
+                row = self._router(session, ctx, router_id)
+                agent = session.get(Agent, agent_id)
+                if agent is None or agent.agent_type != L3_AGENT:
+                    raise not_found("agent", agent_id)
+                bound = session.scalars(
+                    select(RouterBinding).where(RouterBinding.router_id == row.id)
+                ).all()
+                limit = self.max_l3_agents if row.ha else 1
+                if any(b.agent_id == agent_id for b in bound) or len(bound) >= limit:
+                    raise Conflict(
+                        f"The router {router_id} has been already hosted by the L3 "
+                        f"Agent {agent_id}.",
+                        "RouterHostedByL3Agent",
+                    )
+                index = min(set(range(1, limit + 1)) - {b.binding_index for b in bound})
+                session.add(RouterBinding(router_id=row.id, agent_id=agent_id, binding_index=index))
+                if row.ha:
+                    self._add_ha_port(session, row, agent.host)
+                self._event(session, row.id, "scheduled", agent_id, "placed by an admin")
+                self._changed(session, row.id)
+        except IntegrityError:
+            raise Conflict(
+                f"The router {router_id} was placed concurrently; try again",
+                "RouterHostedByL3Agent",
+            ) from None
+
+    def unbind_router(self, ctx: Context, agent_id: str, router_id: str) -> None:
+        _admin_only(ctx)
+        with self.sessions.begin() as session:
+            row = self._router(session, ctx, router_id)
+            binding = session.get(RouterBinding, (row.id, agent_id))
+            if binding is None:
+                raise Conflict(
+                    f"The router {router_id} is not hosted by L3 agent {agent_id}.",
+                    "RouterNotHostedByL3Agent",
+                )
+            self._drop_binding(session, row, binding)
+            self._event(session, row.id, "unscheduled", agent_id, "removed by an admin")
+
+    def _drop_binding(self, session: Session, row: Router, binding: RouterBinding) -> None:
+        agent = session.get(Agent, binding.agent_id)
+        if row.ha and agent is not None:
+            for port in session.scalars(
+                select(Port).where(
+                    Port.device_id == row.id,
+                    Port.device_owner == HA_INTERFACE,
+                    Port.host_id == agent.host,
+                )
+            ):
+                session.delete(port)
+        session.delete(binding)
+        self._changed(session, row.id)
+
+    @staticmethod
+    def _event(
+        session: Session, router_id: str, kind: str, agent_id: str | None, detail: str
+    ) -> None:
+        session.add(RouterEvent(router_id=router_id, kind=kind, agent_id=agent_id, detail=detail))
+
+    # Dead agents --------------------------------------------------------------------------
+
+    def reschedule_dead(self) -> list[str]:
+        """Move routers off L3 agents whose heartbeat stopped: an HA router loses the dead
+        place and gets a new one (redundancy restored), a legacy router moves. One
+        transaction for all, whatever their number. Returns the dead agents handled."""
+        with self.sessions.begin() as session:
+            horizon = utcnow() - timedelta(seconds=self.agent_down_time)
+            dead = session.scalars(
+                select(Agent).where(Agent.agent_type == L3_AGENT, Agent.heartbeat_at <= horizon)
+            ).all()
+            if not dead:
+                return []
+            dead_ids = [a.id for a in dead]
+            bindings = session.scalars(
+                select(RouterBinding).where(RouterBinding.agent_id.in_(dead_ids))
+            ).all()
+            if not bindings:
+                return []
+            routers = {
+                r.id: r
+                for r in session.scalars(
+                    select(Router).where(Router.id.in_({b.router_id for b in bindings}))
+                )
+            }
+            for binding in bindings:
+                self._drop_binding(session, routers[binding.router_id], binding)
+                self._event(
+                    session,
+                    binding.router_id,
+                    "agent_dead",
+                    binding.agent_id,
+                    "its agent stopped reporting; place released",
+                )
+            session.flush()
+            for router in routers.values():
+                for agent_id in self._schedule(session, router):
+                    self._event(
+                        session, router.id, "scheduled", agent_id, "replacement for a dead agent"
+                    )
+            return dead_ids

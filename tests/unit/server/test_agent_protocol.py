@@ -1,0 +1,117 @@
+"""The agents' protocol (docs/server.md): state by change number with a long-poll, HA
+state reports shown by the API, and split-brain arbitration, with simulated agents."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from hanet.lab.daemons import wait_until
+from hanet.server.testing import ApiClient, ServerThread
+from tests.unit.server.test_api_core import make_net
+from tests.unit.server.test_api_routers import Heartbeats, register
+
+
+def test_full_state_then_changes_only(admin: ApiClient) -> None:
+    agent = register(admin, "net0")
+    router = admin.post("/v2.0/routers", {"router": {"name": "r", "ha": True}}).body["router"]
+    full = admin.get(f"/hanet/v1/agents/{agent}/state").body
+    assert full["full"] is True and [r["id"] for r in full["routers"]] == [router["id"]]
+    doc = full["routers"][0]
+    assert doc["ha"] is True and 1 <= doc["vrid"] <= 254
+    assert doc["ha_port"]["fixed_ips"][0]["cidr"] == "169.254.192.0/18"
+    _, sub_id = make_net(admin)
+    admin.put(f"/v2.0/routers/{router['id']}/add_router_interface", {"subnet_id": sub_id})
+    changes = admin.get(f"/hanet/v1/agents/{agent}/state?since={full['revision']}").body
+    assert changes["full"] is False and changes["revision"] > full["revision"]
+    (changed,) = changes["routers"]
+    assert changed["interfaces"][0]["fixed_ips"][0]["ip_address"] == "10.0.0.1"
+    assert changed["interfaces"][0]["fixed_ips"][0]["prefixlen"] == 24
+    admin.put(f"/v2.0/routers/{router['id']}/remove_router_interface", {"subnet_id": sub_id})
+    admin.delete(f"/v2.0/routers/{router['id']}")
+    gone = admin.get(f"/hanet/v1/agents/{agent}/state?since={changes['revision']}").body
+    assert gone["routers"] == [] and gone["removed"] == [router["id"]]
+
+
+def test_a_long_poll_returns_as_soon_as_something_changes(admin: ApiClient) -> None:
+    agent = register(admin, "net0")
+    revision = admin.get(f"/hanet/v1/agents/{agent}/state").body["revision"]
+    answer: dict[str, object] = {}
+
+    def poll() -> None:
+        answer["state"] = admin.get(f"/hanet/v1/agents/{agent}/state?since={revision}&wait=20")
+        answer["at"] = time.monotonic()
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    time.sleep(0.3)  # let the poll start waiting: what is tested is that it ends early
+    created = time.monotonic()
+    admin.post("/v2.0/routers", {"router": {"name": "late"}})
+    poller.join(20)
+    state = answer["state"].body  # type: ignore[attr-defined]
+    assert [r["name"] for r in state["routers"]] == ["late"]
+    assert answer["at"] - created < 10  # type: ignore[operator]
+
+
+def test_reported_ha_state_shows_in_the_api(admin: ApiClient) -> None:
+    agents = [register(admin, f"net{i}") for i in range(3)]
+    router = admin.post("/v2.0/routers", {"router": {"ha": True}}).body["router"]["id"]
+    reply = admin.post(f"/hanet/v1/agents/{agents[1]}/ha_states", {"routers": {router: "active"}})
+    assert reply.status == 200 and reply.body == {"changed": 1}
+    states = {
+        a["id"]: a["ha_state"]
+        for a in admin.get(f"/v2.0/routers/{router}/l3-agents").body["agents"]
+    }
+    assert states == {agents[0]: "standby", agents[1]: "active", agents[2]: "standby"}
+    bad = admin.post(f"/hanet/v1/agents/{agents[1]}/ha_states", {"routers": {router: "boss"}})
+    assert bad.status == 400
+
+
+def test_split_brain_lower_address_steps_down(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from hanet.server.config import ServerConfig
+    from tests.unit.server.conftest import TOKENS
+
+    config = ServerConfig(
+        db=f"sqlite:///{tmp_path / 'hanet.db'}",
+        auth="token",
+        tokens=TOKENS,
+        report_interval=0.2,
+        agent_down_time=5.0,
+    )
+    with ServerThread(config) as server:
+        admin = server.client("admin-token")
+        agents = [register(admin, f"net{i}") for i in range(2)]
+        beats = Heartbeats(admin, agents, 0.5)
+        try:
+            arbitrate(admin, agents)
+        finally:
+            beats.close()
+
+
+def arbitrate(admin: ApiClient, agents: list[str]) -> None:
+    router = admin.post("/v2.0/routers", {"router": {"ha": True}}).body["router"]["id"]
+    docs = {a: admin.get(f"/hanet/v1/agents/{a}/state").body["routers"][0] for a in agents}
+    address = {a: docs[a]["ha_port"]["fixed_ips"][0]["ip_address"] for a in agents}
+    loser = min(agents, key=lambda a: tuple(int(x) for x in address[a].split(".")))
+    winner = next(a for a in agents if a != loser)
+    for agent in agents:  # both claim the router: a partition between them
+        admin.post(f"/hanet/v1/agents/{agent}/ha_states", {"routers": {router: "active"}})
+    reported = time.monotonic()
+
+    def loser_told() -> bool:
+        doc = admin.get(f"/hanet/v1/agents/{loser}/state").body["routers"][0]
+        return bool(doc["forced_standby"])
+
+    wait_until(loser_told, 10, "the server to tell the lower address to stand by", step=0.1)
+    assert time.monotonic() - reported >= 2.0  # only after 2 s of both active
+    winner_doc = admin.get(f"/hanet/v1/agents/{winner}/state").body["routers"][0]
+    assert winner_doc["forced_standby"] is False
+    admin.post(f"/hanet/v1/agents/{loser}/ha_states", {"routers": {router: "standby"}})
+    kinds = [
+        (e["kind"], e["agent_id"])
+        for e in admin.get(f"/hanet/v1/routers/{router}/events").body["events"]
+    ]
+    assert ("split_brain_step_down", loser) in kinds
+    # The winner dies (reports standby, say): the order is lifted so the loser may take over.
+    admin.post(f"/hanet/v1/agents/{winner}/ha_states", {"routers": {router: "standby"}})
+    wait_until(lambda: not loser_told(), 10, "the order to be lifted", step=0.1)
