@@ -5,6 +5,7 @@ database, so concurrent requests and several servers never hand one out twice.""
 from __future__ import annotations
 
 import ipaddress
+import random
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -137,8 +138,9 @@ class L3Store(SqlStore):
             return self._router_view(session, row)
 
     def _allocate_vrid(self, session: Session, project_id: str) -> tuple[str, int]:
-        """The lowest free VRID of the project's HA networks; a further network when all
-        254 are taken (Neutron stops there)."""
+        """A free VRID of the project's first HA network that has one; a further network
+        when all 254 are taken (Neutron stops there). Drawn at random among the free ones,
+        so that concurrent creations rarely collide (the unique key settles it if they do)."""
         networks = session.scalars(
             select(HANetwork).where(HANetwork.project_id == project_id).order_by(HANetwork.position)
         ).all()
@@ -148,10 +150,10 @@ class L3Store(SqlStore):
                     select(Router.vrid).where(Router.ha_network_id == ha_net.network_id)
                 )
             )
-            free = next((v for v in VRIDS if v not in used), None)
-            if free is not None:
-                return ha_net.network_id, free
-        return self._create_ha_network(session, project_id, len(networks)), VRIDS[0]
+            free = [v for v in VRIDS if v not in used]
+            if free:
+                return ha_net.network_id, random.choice(free)
+        return self._create_ha_network(session, project_id, len(networks)), random.choice(VRIDS)
 
     def _create_ha_network(self, session: Session, project_id: str, position: int) -> str:
         network = Network(

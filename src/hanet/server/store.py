@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import random
 import uuid
 from typing import Any
 
@@ -419,10 +420,13 @@ class SqlStore:
                 select(IPAllocation.ip_address).where(IPAllocation.subnet_id == subnet.id)
             )
         )
-        candidates = ipam.free_addresses(pools, used)
-        # More than one try only when another request took the address between our read
-        # and our insert.
-        for candidate in itertools.islice(candidates, RETRIES):
+        # The first free address; if another request takes it between our read and our
+        # insert, random ones near the front, so that a crowd of requests spreads out.
+        window = list(itertools.islice(ipam.free_addresses(pools, used), RETRIES * 8))
+        for attempt in range(RETRIES):
+            if not window:
+                break
+            candidate = window.pop(0 if attempt == 0 else random.randrange(len(window)))
             if self._try_insert(session, network, port, subnet, str(candidate), position):
                 return
         raise _exhausted(network.id)

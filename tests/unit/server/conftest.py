@@ -1,4 +1,5 @@
-"""A real hanet-server on loopback for each test, on a fresh SQLite file."""
+"""A real hanet-server on loopback for each test: on a fresh SQLite file, and again on a
+fresh database of a real PostgreSQL (Debian's package, started once per session)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,32 @@ from collections.abc import Iterator
 import pytest
 
 from hanet.server.config import ServerConfig, Token
+from hanet.server.postgres import TemporaryPostgres, postgres_bin
 from hanet.server.testing import ApiClient, ServerThread
 
 TOKENS = {"admin-token": Token("admin-project", "admin"),
           "alice-token": Token("alice", "member"), "bob-token": Token("bob", "member")}  # fmt: skip
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    postgres_bin() is None, reason="PostgreSQL not installed"))]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[TemporaryPostgres]:
+    with TemporaryPostgres() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hanet.db'}"
+    cluster: TemporaryPostgres = request.getfixturevalue("postgres")
+    return cluster.database()
 
 
 @pytest.fixture
-def server(tmp_path) -> Iterator[ServerThread]:  # type: ignore[no-untyped-def]
-    config = ServerConfig(db=f"sqlite:///{tmp_path / 'hanet.db'}", auth="token", tokens=TOKENS)
+def server(db_url: str) -> Iterator[ServerThread]:
+    config = ServerConfig(db=db_url, auth="token", tokens=TOKENS)
     with ServerThread(config) as running:
         yield running
 

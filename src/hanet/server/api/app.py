@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.exc import OperationalError
 
 from hanet.server.agent_sync import Store
 from hanet.server.api import attributes, listing
-from hanet.server.api.errors import BadRequest, NeutronError, NotFound
+from hanet.server.api.errors import BadRequest, NeutronError, NotFound, ServiceUnavailable
 from hanet.server.api.validate import short, uuid_string
 from hanet.server.config import ServerConfig
 from hanet.server.store import Context
@@ -121,8 +122,25 @@ async def read_body(request: web.Request) -> Any:
         raise BadRequest("Malformed request body: not JSON") from None
 
 
+TRANSIENT_TRIES = 8
+
+
 async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
-    return await asyncio.to_thread(function, *args)
+    """Run one store operation (one transaction) in a worker thread. A transaction that the
+    database aborted (deadlock, serialization, a restart, SQLite busy) left nothing behind,
+    so it is run again, with growing pauses, before the client is told to retry."""
+    for attempt in range(TRANSIENT_TRIES):
+        try:
+            return await asyncio.to_thread(function, *args)
+        except OperationalError as exc:
+            log.warning(
+                "%s: transient database error, try %d: %s",
+                function.__name__,
+                attempt + 1,
+                str(exc.orig).splitlines()[0] if exc.orig else exc,
+            )
+            await asyncio.sleep(min(0.02 * 2**attempt, 1.0))
+    raise ServiceUnavailable("The database is unavailable; the request was not applied. Try again.")
 
 
 def collection_routes(collection: str, resource: Resource) -> list[web.RouteDef]:
