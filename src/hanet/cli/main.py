@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from hanet.cli.client import agent, l3_agent, router
 from hanet.cli.lab_commands import lab
 from hanet.cli.vrrpd_commands import status, vrrpd
 from hanet.runtime.config import ConfigError, InstanceConfig, VirtualAddress, load_instances
@@ -27,6 +28,9 @@ def main(log_level: str) -> None:
 
 main.add_command(lab)
 main.add_command(vrrpd)
+main.add_command(router)
+main.add_command(agent)
+main.add_command(l3_agent)
 
 
 @main.group()

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from hanet.server.client import ApiClient
 from hanet.server.config import ServerConfig, Token
 from hanet.server.postgres import TemporaryPostgres, postgres_bin
-from hanet.server.testing import ApiClient, ServerThread
+from hanet.server.testing import ServerThread
 
 TOKENS = {"admin-token": Token("admin-project", "admin"),
           "alice-token": Token("alice", "member"), "bob-token": Token("bob", "member")}  # fmt: skip

@@ -7,7 +7,8 @@ import threading
 import time
 
 from hanet.lab.daemons import wait_until
-from hanet.server.testing import ApiClient, ServerThread
+from hanet.server.client import ApiClient
+from hanet.server.testing import ServerThread
 from tests.unit.server.test_api_core import make_net
 from tests.unit.server.test_api_routers import Heartbeats, register
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from hanet.server.api import attributes
 from hanet.server.api.errors import NeutronError
-from hanet.server.testing import ApiClient
+from hanet.server.client import ApiClient
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)

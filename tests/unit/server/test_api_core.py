@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hanet.server.testing import ApiClient
+from hanet.server.client import ApiClient
 
 
 def error_type(reply) -> str:  # type: ignore[no-untyped-def]

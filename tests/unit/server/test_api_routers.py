@@ -8,8 +8,9 @@ import time
 import pytest
 
 from hanet.lab.daemons import wait_until
+from hanet.server.client import ApiClient
 from hanet.server.config import ServerConfig
-from hanet.server.testing import ApiClient, ServerThread
+from hanet.server.testing import ServerThread
 from tests.unit.server.conftest import TOKENS
 from tests.unit.server.test_api_core import error_type, make_net
 

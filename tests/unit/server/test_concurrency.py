@@ -9,9 +9,10 @@ from contextlib import ExitStack
 
 import pytest
 
+from hanet.server.client import ApiClient
 from hanet.server.config import ServerConfig
 from hanet.server.postgres import TemporaryPostgres
-from hanet.server.testing import ApiClient, ServerThread
+from hanet.server.testing import ServerThread
 from tests.unit.server.conftest import TOKENS
 from tests.unit.server.test_api_routers import register
 
