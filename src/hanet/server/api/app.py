@@ -199,7 +199,7 @@ def collection_routes(collection: str, resource: Resource) -> list[web.RouteDef]
 def identifier(request: web.Request, name: str) -> str:
     raw = request.match_info["id"]
     try:
-        return uuid_string("id", raw)
+        return str(uuid_string("id", raw))
     except BadRequest:
         from hanet.server.api.errors import not_found
 
@@ -247,6 +247,12 @@ async def extensions(request: web.Request) -> web.Response:
     )
 
 
+async def openapi(request: web.Request) -> web.Response:
+    from hanet.server.api.openapi import describe
+
+    return web.json_response(describe(RESOURCES))
+
+
 def make_app(store: Store, config: ServerConfig) -> web.Application:
     app = web.Application(middlewares=[neutron_errors], client_max_size=MAX_BODY)
     app[STORE], app[CONFIG] = store, config
@@ -255,6 +261,7 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
         web.get("/v2.0", resources_index),
         web.get("/v2.0/", resources_index),
         web.get("/v2.0/extensions", extensions),
+        web.get("/openapi.json", openapi),
     ]
     from hanet.server.api.l3_routes import l3_routes, watch_agents
 

@@ -17,7 +17,22 @@ Converter = Callable[[str, Any], Any]
 MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 
 
+def described(schema: dict[str, Any]) -> Callable[[Converter], Converter]:
+    """Attach the JSON schema of what a converter accepts (for the OpenAPI description)."""
+
+    def attach(convert: Converter) -> Converter:
+        convert.schema = schema  # type: ignore[attr-defined]
+        return convert
+
+    return attach
+
+
+def schema_of(convert: Converter) -> dict[str, Any]:
+    return getattr(convert, "schema", {})
+
+
 def string(max_length: int) -> Converter:
+    @described({"type": "string", "maxLength": max_length})
     def convert(field: str, value: Any) -> str:
         if not isinstance(value, str):
             raise InvalidInput(field, f"'{short(value)}' is not a valid string")
@@ -29,12 +44,14 @@ def string(max_length: int) -> Converter:
 
 
 def optional(inner: Converter) -> Converter:
+    @described({**schema_of(inner), "nullable": True})
     def convert(field: str, value: Any) -> Any:
         return None if value is None else inner(field, value)
 
     return convert
 
 
+@described({"type": "boolean"})
 def boolean(field: str, value: Any) -> bool:
     # Neutron's convert_to_boolean also takes the strings the CLI sends.
     if isinstance(value, bool):
@@ -47,6 +64,7 @@ def boolean(field: str, value: Any) -> bool:
 
 
 def integer(low: int, high: int) -> Converter:
+    @described({"type": "integer", "minimum": low, "maximum": high})
     def convert(field: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise InvalidInput(field, f"'{short(value)}' is not an integer")
@@ -61,6 +79,7 @@ def integer(low: int, high: int) -> Converter:
     return convert
 
 
+@described({"type": "string", "format": "uuid"})
 def uuid_string(field: str, value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidInput(field, f"'{short(value)}' is not a valid UUID")
@@ -71,6 +90,7 @@ def uuid_string(field: str, value: Any) -> str:
 
 
 def one_of(*choices: Any) -> Converter:
+    @described({"enum": list(choices)})
     def convert(field: str, value: Any) -> Any:
         if value not in choices:
             raise InvalidInput(field, f"'{short(value)}' is not in {list(choices)}")
@@ -79,6 +99,7 @@ def one_of(*choices: Any) -> Converter:
     return convert
 
 
+@described({"type": "string", "format": "ip-address"})
 def ip_address(field: str, value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidInput(field, f"'{short(value)}' is not a valid IP address")
@@ -88,6 +109,7 @@ def ip_address(field: str, value: Any) -> str:
         raise InvalidInput(field, f"'{short(value)}' is not a valid IP address") from None
 
 
+@described({"type": "string", "format": "cidr"})
 def cidr(field: str, value: Any) -> str:
     if not isinstance(value, str) or "/" not in value:
         raise InvalidInput(field, f"'{short(value)}' is not a valid IP subnet")
@@ -98,6 +120,7 @@ def cidr(field: str, value: Any) -> str:
     return str(network)
 
 
+@described({"type": "string", "format": "mac-address"})
 def mac_address(field: str, value: Any) -> str:
     if not isinstance(value, str) or not MAC.match(value.lower()):
         raise InvalidInput(field, f"'{short(value)}' is not a valid MAC address")
@@ -107,6 +130,7 @@ def mac_address(field: str, value: Any) -> str:
 
 
 def list_of(inner: Converter, max_items: int = 1000) -> Converter:
+    @described({"type": "array", "items": schema_of(inner), "maxItems": max_items})
     def convert(field: str, value: Any) -> list[Any]:
         if not isinstance(value, list):
             raise InvalidInput(field, f"'{short(value)}' is not a list")
@@ -120,6 +144,14 @@ def list_of(inner: Converter, max_items: int = 1000) -> Converter:
 def mapping(keys: dict[str, Converter], required: tuple[str, ...] = ()) -> Converter:
     """A JSON object with known keys only, each converted."""
 
+    @described(
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {k: schema_of(c) for k, c in keys.items()},
+            "required": list(required),
+        }
+    )
     def convert(field: str, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise InvalidInput(field, f"'{short(value)}' is not a dictionary")
@@ -134,6 +166,7 @@ def mapping(keys: dict[str, Converter], required: tuple[str, ...] = ()) -> Conve
     return convert
 
 
+@described({"type": "object"})
 def free_dict(field: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidInput(field, f"'{short(value)}' is not a dictionary")

@@ -1,0 +1,142 @@
+"""An OpenAPI 3 description of what hanet-server serves, built from the same attribute
+tables that validate requests, so that the two cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hanet.server.api import attributes
+from hanet.server.api.validate import schema_of
+
+ERROR = {"$ref": "#/components/schemas/NeutronError"}
+
+
+def _body(spec: dict[str, attributes.Attr], creating: bool) -> dict[str, Any]:
+    properties = {
+        name: schema_of(attr.convert)
+        for name, attr in spec.items()
+        if (attr.post if creating else attr.put)
+    }
+    required = [
+        name for name, attr in spec.items() if creating and attr.default is attributes.REQUIRED
+    ]
+    schema: dict[str, Any] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": properties,
+    }
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def _responses(ok: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    responses: dict[str, Any] = {ok: {"description": "done"}}
+    if body is not None:
+        responses[ok]["content"] = {"application/json": {"schema": body}}
+    for status in ("400", "401", "403", "404", "409", "503"):
+        responses[status] = {
+            "description": "NeutronError",
+            "content": {"application/json": {"schema": ERROR}},
+        }
+    return responses
+
+
+def describe(resources: dict[str, Any]) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for collection, resource in resources.items():
+        name, spec = resource.singular, resource.spec
+        wrapped = {"type": "object", "properties": {name: {"type": "object"}}}
+        listed = {"type": "object", "properties": {collection: {"type": "array"}}}
+        item_path = {
+            "parameters": [
+                {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                }
+            ],
+            "get": {"summary": f"Show a {name}", "responses": _responses("200", wrapped)},
+            "delete": {"summary": f"Delete a {name}", "responses": _responses("204", None)},
+        }
+        put_body = {
+            "type": "object",
+            "required": [name],
+            "additionalProperties": False,
+            "properties": {name: _body(spec, creating=False)},
+        }
+        item_path["put"] = {
+            "summary": f"Update a {name}",
+            "requestBody": {"content": {"application/json": {"schema": put_body}}},
+            "responses": _responses("200", wrapped),
+        }
+        collection_path: dict[str, Any] = {
+            "get": {"summary": f"List {collection}", "responses": _responses("200", listed)}
+        }
+        if resource.creatable:
+            post_body = {
+                "type": "object",
+                "required": [name],
+                "additionalProperties": False,
+                "properties": {name: _body(spec, creating=True)},
+            }
+            collection_path["post"] = {
+                "summary": f"Create a {name}",
+                "requestBody": {"content": {"application/json": {"schema": post_body}}},
+                "responses": _responses("201", wrapped),
+            }
+        paths[f"/v2.0/{collection}"] = collection_path
+        paths[f"/v2.0/{collection}/{{id}}"] = item_path
+    interface = {
+        "type": "object",
+        "additionalProperties": False,
+        "maxProperties": 1,
+        "minProperties": 1,
+        "properties": {"subnet_id": {"type": "string"}, "port_id": {"type": "string"}},
+    }
+    for action in ("add_router_interface", "remove_router_interface"):
+        paths[f"/v2.0/routers/{{id}}/{action}"] = {
+            "parameters": [
+                {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                }
+            ],
+            "put": {
+                "summary": action.replace("_", " "),
+                "requestBody": {"content": {"application/json": {"schema": interface}}},
+                "responses": _responses("200", {"type": "object"}),
+            },
+        }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "hanet-server",
+            "version": "2.0",
+            "description": "The Neutron v2.0 API subset hanet serves, and the agents' "
+            "protocol under /hanet/v1 (docs/server.md).",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {
+                "NeutronError": {
+                    "type": "object",
+                    "required": ["NeutronError"],
+                    "properties": {
+                        "NeutronError": {
+                            "type": "object",
+                            "required": ["type", "message", "detail"],
+                            "properties": {
+                                "type": {"type": "string"},
+                                "message": {"type": "string"},
+                                "detail": {"type": "string"},
+                            },
+                        }
+                    },
+                }
+            }
+        },
+    }
