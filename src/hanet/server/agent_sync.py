@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hanet.server.agents import AgentStore
 from hanet.server.api.errors import BadRequest, not_found
+from hanet.server.floatingips import FloatingIPStore
 from hanet.server.l3store import GATEWAY, HA_INTERFACE, INTERFACE, _admin_only
 from hanet.server.models import (
     Agent,
@@ -34,7 +34,7 @@ SPLIT_BRAIN_AFTER = timedelta(seconds=2)
 HA_STATES = ("active", "standby", "fault")
 
 
-class Store(AgentStore):
+class Store(FloatingIPStore):
     # The change log ---------------------------------------------------------------------
 
     def latest_change(self) -> int:
@@ -105,6 +105,7 @@ class Store(AgentStore):
             ),
             "ha_state": binding.ha_state if binding else None,
             "forced_standby": bool(binding and binding.forced_standby),
+            "floating_ips": self.router_floatingips(session, router_id),
         }
         return doc
 

@@ -199,3 +199,26 @@ class RouterChange(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     router_id: Mapped[str] = mapped_column(ID, index=True)
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class FloatingIP(Stamped, Base):
+    """An address of an external network, owned by a port there, mapped by a router to a
+    fixed address of a project's port."""
+
+    __tablename__ = "floating_ips"
+    floating_network_id: Mapped[str] = mapped_column(ForeignKey("networks.id"))
+    floating_port_id: Mapped[str] = mapped_column(
+        ForeignKey("ports.id", ondelete="CASCADE"), unique=True
+    )
+    floating_ip_address: Mapped[str] = mapped_column(String(64))
+    fixed_port_id: Mapped[str | None] = mapped_column(
+        ForeignKey("ports.id", ondelete="SET NULL"), nullable=True
+    )
+    fixed_ip_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    router_id: Mapped[str | None] = mapped_column(
+        ForeignKey("routers.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    __table_args__ = (
+        # One floating IP per fixed address, however many requests race.
+        UniqueConstraint("fixed_port_id", "fixed_ip_address", name="uq_floating_fixed"),
+    )

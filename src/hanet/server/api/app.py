@@ -39,6 +39,7 @@ RESOURCES = {
     "subnets": Resource("subnet", attributes.SUBNET),
     "ports": Resource("port", attributes.PORT),
     "routers": Resource("router", attributes.ROUTER),
+    "floatingips": Resource("floatingip", attributes.FLOATINGIP),
     "agents": Resource("agent", attributes.AGENT, creatable=False),
 }
 
@@ -65,6 +66,22 @@ EXTENSIONS = [
         "Extension that indicates that project_id field is enabled.",
     ),
     ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
+    (
+        "router",
+        "Neutron L3 Router",
+        "Router abstraction for basic L3 forwarding between L2 "
+        "Neutron networks and access to external networks via a NAT gateway.",
+    ),
+    ("l3-ha", "HA Router extension", "Adds HA capability to routers."),
+    (
+        "ext-gw-mode",
+        "Neutron L3 Configurable external gateway mode",
+        "Extension of the "
+        "router abstraction for specifying whether SNAT should occur on the external gateway",
+    ),
+    ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
+    ("agent", "agent", "The agent management extension."),
+    ("l3_agent_scheduler", "L3 Agent Scheduler", "Schedule routers among l3 agents"),
     ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs"),
 ]
 

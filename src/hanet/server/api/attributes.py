@@ -157,6 +157,16 @@ ROUTER: dict[str, Attr] = {
     "availability_zone_hints": Attr(v.list_of(v.string(255), 16), []),
 }
 
+FLOATINGIP: dict[str, Attr] = {
+    "description": DESCRIPTION,
+    "tenant_id": PROJECT,
+    "project_id": PROJECT,
+    "floating_network_id": Attr(v.uuid_string, REQUIRED),
+    "floating_ip_address": Attr(v.optional(v.ip_address), None, admin=True),
+    "port_id": Attr(v.optional(v.uuid_string), None, put=True),
+    "fixed_ip_address": Attr(v.optional(v.ip_address), None, put=True),
+}
+
 AGENT: dict[str, Attr] = {
     "admin_state_up": Attr(v.boolean, put=True, post=False),
     "description": Attr(v.string(255), put=True, post=False),
