@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -222,9 +222,34 @@ class AgentStore(L3Store):
                     "its agent stopped reporting; place released",
                 )
             session.flush()
-            for router in routers.values():
-                for agent_id in self._schedule(session, router):
-                    self._event(
-                        session, router.id, "scheduled", agent_id, "replacement for a dead agent"
-                    )
+            self._place_all(session, list(routers.values()), "replacement for a dead agent")
             return dead_ids
+
+    def fill_places(self) -> int:
+        """Routers with fewer places than they should have (created while too few agents
+        were alive, or whose agents died with no replacement then) get them now."""
+        with self.sessions.begin() as session:
+            count = func.count(RouterBinding.agent_id)
+            short = (
+                select(Router)
+                .outerjoin(RouterBinding, RouterBinding.router_id == Router.id)
+                .group_by(Router.id)
+                .having(count < case((Router.ha.is_(True), self.max_l3_agents), else_=1))
+            )
+            routers = list(session.scalars(short))
+            if not routers:
+                return 0
+            return self._place_all(session, routers, "agents became available")
+
+    def _place_all(self, session: Session, routers: list[Router], why: str) -> int:
+        """Schedule many routers in this one transaction: agents and loads are read once."""
+        agents = self._alive_l3_agents(session)
+        if not agents:
+            return 0
+        loads = self._l3_loads(session)
+        placed = 0
+        for router in routers:
+            for agent_id in self._schedule(session, router, agents, loads):
+                self._event(session, router.id, "scheduled", agent_id, why)
+                placed += 1
+        return placed

@@ -219,19 +219,27 @@ class L3Store(SqlStore):
             )
         )
 
-    def _schedule(self, session: Session, row: Router) -> list[str]:
-        """Fill the router's free places with the least-loaded alive L3 agents."""
+    def _l3_loads(self, session: Session) -> dict[str, int]:
+        counted = select(RouterBinding.agent_id, func.count()).group_by(RouterBinding.agent_id)
+        return {agent_id: count for agent_id, count in session.execute(counted).all()}
+
+    def _schedule(
+        self,
+        session: Session,
+        row: Router,
+        agents: list[Agent] | None = None,
+        loads: dict[str, int] | None = None,
+    ) -> list[str]:
+        """Fill the router's free places with the least-loaded alive L3 agents. A caller
+        placing many routers passes ``agents`` and ``loads`` once; loads are kept current."""
         wanted = self.max_l3_agents if row.ha else 1
         bound = session.scalars(
             select(RouterBinding).where(RouterBinding.router_id == row.id)
         ).all()
         if len(bound) >= wanted:
             return []
-        agents = self._alive_l3_agents(session)
-        counted = select(RouterBinding.agent_id, func.count()).group_by(RouterBinding.agent_id)
-        loads: dict[str, int] = {
-            agent_id: count for agent_id, count in session.execute(counted).all()
-        }
+        agents = self._alive_l3_agents(session) if agents is None else agents
+        loads = self._l3_loads(session) if loads is None else loads
         chosen = placement.choose(
             [placement.Candidate(a.id, loads.get(a.id, 0), a.availability_zone) for a in agents],
             wanted - len(bound),
@@ -243,9 +251,11 @@ class L3Store(SqlStore):
         hosts = {a.id: a.host for a in agents}
         for agent_id, index in zip(chosen, free_indexes, strict=False):
             session.add(RouterBinding(router_id=row.id, agent_id=agent_id, binding_index=index))
+            loads[agent_id] = loads.get(agent_id, 0) + 1
             if row.ha:
                 self._add_ha_port(session, row, hosts[agent_id])
-        session.flush()
+        if chosen:
+            self._changed(session, row.id)
         return chosen
 
     def _add_ha_port(self, session: Session, row: Router, host: str) -> None:

@@ -222,3 +222,19 @@ class FloatingIP(Stamped, Base):
         # One floating IP per fixed address, however many requests race.
         UniqueConstraint("fixed_port_id", "fixed_ip_address", name="uq_floating_fixed"),
     )
+
+
+class NetworkDhcpBinding(Base):
+    """A network served by a DHCP agent; binding_index numbers its places, as for routers."""
+
+    __tablename__ = "network_dhcp_bindings"
+    network_id: Mapped[str] = mapped_column(
+        ForeignKey("networks.id", ondelete="CASCADE"), primary_key=True
+    )
+    agent_id: Mapped[str] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    binding_index: Mapped[int] = mapped_column(Integer)
+    __table_args__ = (
+        UniqueConstraint("network_id", "binding_index", name="uq_network_dhcp_index"),
+    )

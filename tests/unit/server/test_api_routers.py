@@ -16,8 +16,10 @@ from tests.unit.server.test_api_core import error_type, make_net
 
 
 def register(admin: ApiClient, host: str, zone: str | None = None) -> str:
-    reply = admin.post("/hanet/v1/agents", {"agent": {"host": host, "agent_type": "L3 agent",
-                                                      "availability_zone": zone}})  # fmt: skip
+    reply = admin.post(
+        "/hanet/v1/agents",
+        {"agent": {"host": host, "agent_type": "L3 agent", "availability_zone": zone}},
+    )
     assert reply.status == 201, reply.body
     return str(reply.body["agent"]["id"])
 
@@ -32,9 +34,10 @@ def external_net(admin: ApiClient) -> str:
 def test_ha_router_with_interface_and_gateway_lands_on_three_agents(admin: ApiClient) -> None:
     agents = [register(admin, f"net{i}") for i in range(4)]
     public = external_net(admin)
-    router = admin.post("/v2.0/routers", {"router": {
-        "name": "r1", "ha": True,
-        "external_gateway_info": {"network_id": public}}})  # fmt: skip
+    router = admin.post(
+        "/v2.0/routers",
+        {"router": {"name": "r1", "ha": True, "external_gateway_info": {"network_id": public}}},
+    )
     assert router.status == 201, router.body
     body = router.body["router"]
     assert body["ha"] is True and body["external_gateway_info"]["network_id"] == public
@@ -48,14 +51,16 @@ def test_ha_router_with_interface_and_gateway_lands_on_three_agents(admin: ApiCl
     hosting = admin.get(f"/v2.0/routers/{body['id']}/l3-agents").body["agents"]
     assert len(hosting) == 3 and {a["ha_state"] for a in hosting} == {"standby"}
     assert {a["id"] for a in hosting} <= set(agents)
-    ha_ports = admin.get(f"/v2.0/ports?device_id={body['id']}"
-                         "&device_owner=network:router_ha_interface").body["ports"]  # fmt: skip
+    ha_ports = admin.get(
+        f"/v2.0/ports?device_id={body['id']}&device_owner=network:router_ha_interface"
+    ).body["ports"]
     assert sorted(p["binding:host_id"] for p in ha_ports) == sorted(a["host"] for a in hosting)
     assert all(p["fixed_ips"][0]["ip_address"].startswith("169.254.") for p in ha_ports)
     refused = admin.delete(f"/v2.0/routers/{body['id']}")
     assert refused.status == 409 and error_type(refused) == "RouterInUse"
-    removed = admin.put(f"/v2.0/routers/{body['id']}/remove_router_interface",
-                        {"subnet_id": sub_id})  # fmt: skip
+    removed = admin.put(
+        f"/v2.0/routers/{body['id']}/remove_router_interface", {"subnet_id": sub_id}
+    )
     assert removed.status == 200
     assert admin.delete(f"/v2.0/routers/{body['id']}").status == 204
     assert admin.get(f"/v2.0/ports?device_id={body['id']}").body["ports"] == []
@@ -75,13 +80,18 @@ def test_the_ha_network_is_hidden_and_vrids_are_unique(alice: ApiClient, admin: 
     # ha is admin-only, as in Neutron's policy: a project gets it from the l3_ha default.
     refused = alice.post("/v2.0/routers", {"router": {"ha": True}})
     assert refused.status == 403
-    created = [admin.post("/v2.0/routers", {"router": {"ha": True, "project_id": "alice"}})
-               for _ in range(3)]  # fmt: skip
+    created = [
+        admin.post("/v2.0/routers", {"router": {"ha": True, "project_id": "alice"}})
+        for _ in range(3)
+    ]
     assert all(r.status == 201 for r in created)
     assert alice.get("/v2.0/networks").body["networks"] == []  # the HA network is hidden
     assert len(alice.get("/v2.0/routers").body["routers"]) == 3
-    ha_nets = [n for n in admin.get("/v2.0/networks").body["networks"]
-               if n["name"] == "HA network tenant alice"]  # fmt: skip
+    ha_nets = [
+        n
+        for n in admin.get("/v2.0/networks").body["networks"]
+        if n["name"] == "HA network tenant alice"
+    ]
     assert len(ha_nets) == 1
 
 
@@ -89,8 +99,11 @@ def test_a_project_past_254_ha_routers_gets_a_second_ha_network(admin: ApiClient
     """Neutron stops at 254 HA routers per project (one VRID each on one HA network)."""
     for _ in range(255):
         assert admin.post("/v2.0/routers", {"router": {"ha": True}}).status == 201
-    ha_nets = [n for n in admin.get("/v2.0/networks").body["networks"]
-               if n["name"].startswith("HA network tenant")]  # fmt: skip
+    ha_nets = [
+        n
+        for n in admin.get("/v2.0/networks").body["networks"]
+        if n["name"].startswith("HA network tenant")
+    ]
     assert len(ha_nets) == 2
 
 
@@ -107,8 +120,13 @@ def test_agents_list_and_admin_only(alice: ApiClient, admin: ApiClient) -> None:
 
 @pytest.fixture
 def fast_server(tmp_path):  # type: ignore[no-untyped-def]
-    config = ServerConfig(db=f"sqlite:///{tmp_path / 'hanet.db'}", auth="token", tokens=TOKENS,
-                          report_interval=0.2, agent_down_time=1.0)  # fmt: skip
+    config = ServerConfig(
+        db=f"sqlite:///{tmp_path / 'hanet.db'}",
+        auth="token",
+        tokens=TOKENS,
+        report_interval=0.2,
+        agent_down_time=1.0,
+    )
     with ServerThread(config) as running:
         yield running
 
@@ -145,23 +163,44 @@ def test_a_dead_agents_ha_routers_get_a_replacement(fast_server: ServerThread) -
 
 
 def check_replacement(admin: ApiClient, agents: dict[str, str], beats: Heartbeats) -> None:
-    routers = [admin.post("/v2.0/routers", {"router": {"ha": True}}).body["router"]["id"]
-               for _ in range(4)]  # fmt: skip
+    routers = [
+        admin.post("/v2.0/routers", {"router": {"ha": True}}).body["router"]["id"] for _ in range(4)
+    ]
     victim = next(iter(agents))
-    hosted = {r for r in routers
-              if victim in {a["id"] for a in admin.get(f"/v2.0/routers/{r}/l3-agents")
-                            .body["agents"]}}  # fmt: skip
+    hosted = {
+        r
+        for r in routers
+        if victim in {a["id"] for a in admin.get(f"/v2.0/routers/{r}/l3-agents").body["agents"]}
+    }
     assert hosted
     beats.agents.remove(victim)  # the victim's heartbeat stops here
     stopped = time.monotonic()
 
     def victim_is_replaced() -> bool:
-        placed = [{a["id"] for a in admin.get(f"/v2.0/routers/{r}/l3-agents").body["agents"]}
-                  for r in hosted]  # fmt: skip
+        placed = [
+            {a["id"] for a in admin.get(f"/v2.0/routers/{r}/l3-agents").body["agents"]}
+            for r in hosted
+        ]
         return all(victim not in p and len(p) == 3 for p in placed)
 
-    wait_until(victim_is_replaced, 10, "the dead agent's routers to move",
-               step=0.2)  # fmt: skip
+    wait_until(victim_is_replaced, 10, "the dead agent's routers to move", step=0.2)
     assert time.monotonic() - stopped >= 1.0  # not before agent_down_time
     dead = next(a for a in admin.get("/v2.0/agents").body["agents"] if a["id"] == victim)
     assert dead["alive"] is False
+
+
+def test_routers_made_before_any_agent_are_placed_when_agents_come(fast_server) -> None:  # type: ignore[no-untyped-def]
+    admin = fast_server.client("admin-token")
+    router = admin.post("/v2.0/routers", {"router": {"ha": True}}).body["router"]["id"]
+    assert admin.get(f"/v2.0/routers/{router}/l3-agents").body["agents"] == []
+    agents = [register(admin, f"net{i}") for i in range(3)]
+    beats = Heartbeats(admin, agents, 0.2)
+    try:
+        wait_until(
+            lambda: len(admin.get(f"/v2.0/routers/{router}/l3-agents").body["agents"]) == 3,
+            10,
+            "the router to be placed on the new agents",
+            step=0.1,
+        )
+    finally:
+        beats.close()

@@ -181,6 +181,7 @@ async def watch_agents(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(config.report_interval)
             try:
                 dead = await in_thread(store.reschedule_dead)
+                await in_thread(store.fill_places)
                 split = await in_thread(store.resolve_split_brain)
             except Exception:  # the database may be restarting: try again next round
                 log.exception("the agent watch failed")
