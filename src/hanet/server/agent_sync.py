@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hanet.server.api.errors import BadRequest, not_found
-from hanet.server.floatingips import FloatingIPStore
+from hanet.server.dhcp import DhcpStore
 from hanet.server.l3store import GATEWAY, HA_INTERFACE, INTERFACE, _admin_only
 from hanet.server.models import (
     Agent,
@@ -34,7 +34,7 @@ SPLIT_BRAIN_AFTER = timedelta(seconds=2)
 HA_STATES = ("active", "standby", "fault")
 
 
-class Store(FloatingIPStore):
+class Store(DhcpStore):
     # The change log ---------------------------------------------------------------------
 
     def latest_change(self) -> int:

@@ -17,12 +17,14 @@ from hanet.server.database import make_engine, upgrade
 
 
 def store_for(engine: Any, config: ServerConfig) -> Store:
-    return Store(
+    store = Store(
         engine,
         l3_ha=config.l3_ha,
         max_l3_agents=config.max_l3_agents_per_router,
         agent_down_time=config.agent_down_time,
     )
+    store.dhcp_agents_per_network = config.dhcp_agents_per_network
+    return store
 
 
 class ServerThread:

@@ -52,3 +52,16 @@ def alice(server: ServerThread) -> ApiClient:
 @pytest.fixture
 def bob(server: ServerThread) -> ApiClient:
     return server.client("bob-token")
+
+
+@pytest.fixture
+def fast_server(tmp_path):  # type: ignore[no-untyped-def]
+    config = ServerConfig(
+        db=f"sqlite:///{tmp_path / 'hanet.db'}",
+        auth="token",
+        tokens=TOKENS,
+        report_interval=0.2,
+        agent_down_time=1.0,
+    )
+    with ServerThread(config) as running:
+        yield running

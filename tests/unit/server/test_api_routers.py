@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from hanet.lab.daemons import wait_until
 from hanet.server.client import ApiClient
-from hanet.server.config import ServerConfig
 from hanet.server.testing import ServerThread
-from tests.unit.server.conftest import TOKENS
 from tests.unit.server.test_api_core import error_type, make_net
 
 
@@ -116,19 +112,6 @@ def test_agents_list_and_admin_only(alice: ApiClient, admin: ApiClient) -> None:
     assert admin.post("/v2.0/agents", {"agent": {}}).status == 405
     down = admin.put(f"/v2.0/agents/{agent}", {"agent": {"admin_state_up": False}})
     assert down.status == 200 and down.body["agent"]["admin_state_up"] is False
-
-
-@pytest.fixture
-def fast_server(tmp_path):  # type: ignore[no-untyped-def]
-    config = ServerConfig(
-        db=f"sqlite:///{tmp_path / 'hanet.db'}",
-        auth="token",
-        tokens=TOKENS,
-        report_interval=0.2,
-        agent_down_time=1.0,
-    )
-    with ServerThread(config) as running:
-        yield running
 
 
 class Heartbeats:

@@ -82,6 +82,7 @@ EXTENSIONS = [
     ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
     ("agent", "agent", "The agent management extension."),
     ("l3_agent_scheduler", "L3 Agent Scheduler", "Schedule routers among l3 agents"),
+    ("dhcp_agent_scheduler", "DHCP Agent Scheduler", "Schedule networks among dhcp agents"),
     ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs"),
 ]
 

@@ -78,6 +78,39 @@ async def unbind_router(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def network_dhcp_agents(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    network_id = identifier(request, "network")
+    agents = await in_thread(request.app[STORE].network_dhcp_agents, ctx, network_id)
+    return web.json_response({"agents": agents})
+
+
+async def agent_dhcp_networks(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    agent_id = identifier(request, "agent")
+    networks = await in_thread(request.app[STORE].agent_dhcp_networks, ctx, agent_id)
+    return web.json_response({"networks": networks})
+
+
+async def bind_network(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    agent_id = identifier(request, "agent")
+    body = await read_body(request)
+    if not isinstance(body, dict) or set(body) != {"network_id"}:
+        raise BadRequest("Expected {'network_id': ...}")
+    network_id = str(uuid_string("network_id", body["network_id"]))
+    await in_thread(request.app[STORE].bind_network, ctx, agent_id, network_id)
+    return web.json_response(None, status=201)
+
+
+async def unbind_network(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    agent_id = identifier(request, "agent")
+    network_id = str(uuid_string("network_id", request.match_info["network_id"]))
+    await in_thread(request.app[STORE].unbind_network, ctx, agent_id, network_id)
+    return web.Response(status=204)
+
+
 async def register_agent(request: web.Request) -> web.Response:
     ctx = context_of(request)
     if not ctx.is_admin:
@@ -182,6 +215,7 @@ async def watch_agents(app: web.Application) -> AsyncIterator[None]:
             try:
                 dead = await in_thread(store.reschedule_dead)
                 await in_thread(store.fill_places)
+                await in_thread(store.schedule_dhcp)
                 split = await in_thread(store.resolve_split_brain)
             except Exception:  # the database may be restarting: try again next round
                 log.exception("the agent watch failed")
@@ -205,6 +239,10 @@ def l3_routes() -> list[web.RouteDef]:
         web.get("/v2.0/agents/{id}/l3-routers", agent_l3_routers),
         web.post("/v2.0/agents/{id}/l3-routers", bind_router),
         web.delete("/v2.0/agents/{id}/l3-routers/{router_id}", unbind_router),
+        web.get("/v2.0/networks/{id}/dhcp-agents", network_dhcp_agents),
+        web.get("/v2.0/agents/{id}/dhcp-networks", agent_dhcp_networks),
+        web.post("/v2.0/agents/{id}/dhcp-networks", bind_network),
+        web.delete("/v2.0/agents/{id}/dhcp-networks/{network_id}", unbind_network),
         web.post("/hanet/v1/agents", register_agent),
         web.put("/hanet/v1/agents/{id}/heartbeat", heartbeat),
         web.get("/hanet/v1/agents/{id}/state", agent_state),
