@@ -24,16 +24,7 @@ class DhcpStore(FloatingIPStore):
     dhcp_agents_per_network = 2
 
     def _alive_dhcp_agents(self, session: Session) -> list[Agent]:
-        horizon = utcnow() - timedelta(seconds=self.agent_down_time)
-        return list(
-            session.scalars(
-                select(Agent).where(
-                    Agent.agent_type == DHCP_AGENT,
-                    Agent.admin_state_up.is_(True),
-                    Agent.heartbeat_at > horizon,
-                )
-            )
-        )
+        return self._alive_agents(session, DHCP_AGENT)
 
     def _dhcp_loads(self, session: Session) -> dict[str, int]:
         counted = select(NetworkDhcpBinding.agent_id, func.count()).group_by(

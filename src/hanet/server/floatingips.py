@@ -11,7 +11,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hanet.server import ipam
 from hanet.server.agents import AgentStore
 from hanet.server.api.errors import BadRequest, Conflict, NotFound
 from hanet.server.l3store import INTERFACE
@@ -45,17 +44,14 @@ class FloatingIPStore(AgentStore):
                         "a valid external network."
                     )
                 row_id = str(uuid.uuid4())
-                port = Port(
-                    id=str(uuid.uuid4()),
+                port = self._device_port(
+                    session,
                     project_id="",
                     network_id=network.id,
-                    mac_address=ipam.random_mac(),
                     device_id=row_id,
                     device_owner=FLOATING,
                     status="ACTIVE",
                 )
-                session.add(port)
-                session.flush()
                 wanted = values.get("floating_ip_address")
                 self._allocate(session, network, port, [{"ip_address": wanted}] if wanted else None)
                 session.refresh(port)

@@ -193,31 +193,36 @@ class L3Store(SqlStore):
             raise BadRequest(
                 f"Bad router request: Network {network.id} is not an external network."
             )
-        port = Port(
-            id=str(uuid.uuid4()),
+        port = self._device_port(
+            session,
             project_id="",
             network_id=network.id,
-            mac_address=_mac(),
             device_id=row.id,
             device_owner=GATEWAY,
             status="ACTIVE",
         )
-        session.add(port)
-        session.flush()
         self._allocate(session, network, port, info.get("external_fixed_ips"))
         row.gw_port_id, row.enable_snat = port.id, info.get("enable_snat", True)
 
-    def _alive_l3_agents(self, session: Session) -> list[Agent]:
+    def _device_port(self, session: Session, **fields: Any) -> Port:
+        """A port a router or the server owns (gateway, interface, HA, floating IP), with a
+        fresh MAC; added and flushed, addresses still to allocate."""
+        port = Port(id=str(uuid.uuid4()), mac_address=_mac(), **fields)
+        session.add(port)
+        session.flush()
+        return port
+
+    def _alive_agents(self, session: Session, agent_type: str) -> list[Agent]:
         horizon = utcnow() - timedelta(seconds=self.agent_down_time)
-        return list(
-            session.scalars(
-                select(Agent).where(
-                    Agent.agent_type == L3_AGENT,
-                    Agent.admin_state_up.is_(True),
-                    Agent.heartbeat_at > horizon,
-                )
-            )
+        alive = select(Agent).where(
+            Agent.agent_type == agent_type,
+            Agent.admin_state_up.is_(True),
+            Agent.heartbeat_at > horizon,
         )
+        return list(session.scalars(alive))
+
+    def _alive_l3_agents(self, session: Session) -> list[Agent]:
+        return self._alive_agents(session, L3_AGENT)
 
     def _l3_loads(self, session: Session) -> dict[str, int]:
         counted = select(RouterBinding.agent_id, func.count()).group_by(RouterBinding.agent_id)
@@ -261,19 +266,16 @@ class L3Store(SqlStore):
     def _add_ha_port(self, session: Session, row: Router, host: str) -> None:
         network = session.get(Network, row.ha_network_id)
         assert network is not None
-        port = Port(
-            id=str(uuid.uuid4()),
+        port = self._device_port(
+            session,
             project_id="",
             network_id=network.id,
-            mac_address=_mac(),
             device_id=row.id,
             device_owner=HA_INTERFACE,
             host_id=host,
             status="ACTIVE",
             name=f"HA port tenant {row.project_id}",
         )
-        session.add(port)
-        session.flush()
         self._allocate(session, network, port, None)
 
     def _router(self, session: Session, ctx: Context, router_id: str) -> Router:
@@ -361,17 +363,14 @@ class L3Store(SqlStore):
                     raise BadRequest(
                         f"Bad router request: Router already has a port on subnet {subnet.id}."
                     )
-                port = Port(
-                    id=str(uuid.uuid4()),
+                port = self._device_port(
+                    session,
                     project_id=row.project_id,
                     network_id=subnet.network_id,
-                    mac_address=_mac(),
                     device_id=row.id,
                     device_owner=INTERFACE,
                     status="ACTIVE",
                 )
-                session.add(port)
-                session.flush()
                 self._allocate(
                     session,
                     subnet.network,
