@@ -42,8 +42,11 @@ def test_returning_master_preempts_only_with_preempt(lan, daemons, preempt: bool
     """RFC 5798 §6.4.2: a backup with Preempt_Mode false never displaces a live master."""
     high = instance(priority=200, preempt=preempt)
     r1 = daemons("hanet", lan, "r1", {"vr": high})
-    r2 = daemons("hanet", lan, "r2", {"vr": instance(priority=100)})
+    # r1 must be master before r2 starts: without preemption, whoever wins the start-up
+    # race keeps the VIP, and that is not what this test is about.
     r1.wait_master(VIP4)
+    r2 = daemons("hanet", lan, "r2", {"vr": instance(priority=100)})
+    wait_until(lambda: r2.status().get("vr", {}).get("master") == "10.0.0.1", 5, "r2 backup")
     r1.stop()
     r2.wait_master(VIP4)
     r1 = daemons("hanet", lan, "r1", {"vr": high})
