@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from hanet.server import placement
 from hanet.server.api.errors import BadRequest, Conflict, InvalidInput, not_found
@@ -290,7 +290,15 @@ class L3Store(SqlStore):
             query = select(Router).order_by(Router.created_at, Router.id)
             if not ctx.is_admin:
                 query = query.where(Router.project_id == ctx.project_id)
-            return [self._router_view(session, r) for r in session.scalars(query)]
+            rows = list(session.scalars(query))
+            # One query for every gateway port and its addresses, not one per router:
+            # _router_view then finds them in the session.
+            gateways = [r.gw_port_id for r in rows if r.gw_port_id]
+            if gateways:
+                session.scalars(
+                    select(Port).where(Port.id.in_(gateways)).options(selectinload(Port.fixed_ips))
+                ).all()
+            return [self._router_view(session, r) for r in rows]
 
     def update_router(self, ctx: Context, router_id: str, values: dict[str, Any]) -> dict[str, Any]:
         with self.sessions.begin() as session:

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from hanet.server import ipam
 from hanet.server.api.errors import BadRequest, Conflict, InvalidInput, not_found
@@ -175,7 +175,11 @@ class SqlStore:
 
     def list_networks(self, ctx: Context) -> list[dict[str, Any]]:
         with self.sessions() as session:
-            rows = session.scalars(select(Network).order_by(Network.created_at, Network.id))
+            rows = session.scalars(
+                select(Network)
+                .order_by(Network.created_at, Network.id)
+                .options(selectinload(Network.subnets))
+            )
             return [network_view(r) for r in rows if self._network_visible(ctx, r)]
 
     def update_network(
@@ -261,7 +265,11 @@ class SqlStore:
 
     def list_subnets(self, ctx: Context) -> list[dict[str, Any]]:
         with self.sessions() as session:
-            rows = session.scalars(select(Subnet).order_by(Subnet.created_at, Subnet.id))
+            rows = session.scalars(
+                select(Subnet)
+                .order_by(Subnet.created_at, Subnet.id)
+                .options(selectinload(Subnet.network))
+            )
             return [subnet_view(r) for r in rows if self._network_visible(ctx, r.network)]
 
     def update_subnet(self, ctx: Context, subnet_id: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -459,7 +467,11 @@ class SqlStore:
 
     def list_ports(self, ctx: Context) -> list[dict[str, Any]]:
         with self.sessions() as session:
-            query = select(Port).order_by(Port.created_at, Port.id)
+            query = (
+                select(Port)
+                .order_by(Port.created_at, Port.id)
+                .options(selectinload(Port.fixed_ips))
+            )
             if not ctx.is_admin:
                 query = query.where(Port.project_id == ctx.project_id)
             return [port_view(r) for r in session.scalars(query)]
