@@ -72,7 +72,7 @@ class ServerThread:
             if self._runner is not None:
                 await self._runner.cleanup()
 
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(30)
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(120)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(30)
         self._loop.close()
