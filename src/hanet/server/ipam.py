@@ -77,6 +77,26 @@ def free_addresses(pools: Iterable[Pool], used: set[str]) -> Iterator[IPAddress]
                 yield address
 
 
+def pool_size(pools: Iterable[Pool]) -> int:
+    return sum(int(end) - int(start) + 1 for start, end in pools)
+
+
+def random_addresses(
+    pools: list[Pool], count: int, rng: random.Random | None = None
+) -> Iterator[IPAddress]:
+    """``count`` addresses drawn evenly from all the pools (a bigger pool, more often)."""
+    draw = rng or random
+    total = pool_size(pools)
+    for _ in range(count):
+        offset = draw.randrange(total)
+        for start, end in pools:
+            width = int(end) - int(start) + 1
+            if offset < width:
+                yield start + offset
+                break
+            offset -= width
+
+
 def in_pools(address: IPAddress, pools: Iterable[Pool]) -> bool:
     return any(int(start) <= int(address) <= int(end) for start, end in pools)
 

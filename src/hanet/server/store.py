@@ -26,6 +26,7 @@ from hanet.server.api.errors import BadRequest, Conflict, InvalidInput, not_foun
 from hanet.server.models import IPAllocation, Network, Port, Subnet, utcnow
 
 RETRIES = 20  # candidates tried when another request takes the same address or MAC
+ORDERED_UP_TO = 1024  # addresses; bigger pools hand out random addresses (see _allocate_one)
 
 
 class Context:
@@ -423,6 +424,12 @@ class SqlStore:
             (ipaddress.ip_address(p["start"]), ipaddress.ip_address(p["end"]))
             for p in subnet.allocation_pools
         ]
+        if ipam.pool_size(pools) > ORDERED_UP_TO:
+            # A big pool (an HA network's /18, an external /16): random addresses, tried
+            # without reading the thousands already used; collisions are rare and cheap.
+            for candidate in ipam.random_addresses(pools, RETRIES):
+                if self._try_insert(session, network, port, subnet, str(candidate), position):
+                    return
         used = set(
             session.scalars(
                 select(IPAllocation.ip_address).where(IPAllocation.subnet_id == subnet.id)

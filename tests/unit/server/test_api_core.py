@@ -141,3 +141,19 @@ def test_extensions_and_versions(alice: ApiClient) -> None:
     aliases = {e["alias"] for e in alice.get("/v2.0/extensions").body["extensions"]}
     assert {"external-net", "provider", "binding", "pagination", "sorting"} <= aliases
     assert alice.get("/").body["versions"][0]["id"] == "v2.0"
+
+
+def test_big_pools_hand_out_random_addresses_inside_the_pools(alice: ApiClient) -> None:
+    pools = [{"start": "10.8.0.10", "end": "10.8.3.255"}, {"start": "10.8.9.0", "end": "10.8.9.9"}]
+    net_id, _ = make_net(alice, "10.8.0.0/20", allocation_pools=pools)
+    import ipaddress
+
+    seen = set()
+    for _ in range(20):
+        port = alice.post("/v2.0/ports", {"port": {"network_id": net_id}}).body["port"]
+        address = ipaddress.ip_address(port["fixed_ips"][0]["ip_address"])
+        assert ipaddress.ip_address("10.8.0.10") <= address <= ipaddress.ip_address(
+            "10.8.3.255"
+        ) or ipaddress.ip_address("10.8.9.0") <= address <= ipaddress.ip_address("10.8.9.9")
+        seen.add(address)
+    assert len(seen) == 20
