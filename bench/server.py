@@ -20,6 +20,7 @@ import ipaddress
 import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -165,8 +166,11 @@ def wait(condition: Any, limit: float, what: str) -> None:
 
 
 def run(backend: str, routers: int, agents: int, log: Any) -> dict[str, float]:
-    with TemporaryPostgres() if backend == "postgresql" else _Nothing() as postgres:
-        db = postgres.database() if postgres else f"sqlite:///{_scratch()}/hanet.db"
+    with (
+        TemporaryPostgres() if backend == "postgresql" else _Nothing() as postgres,
+        tempfile.TemporaryDirectory(prefix="hanet-bench-") as scratch,
+    ):
+        db = postgres.database() if postgres else f"sqlite:///{scratch}/hanet.db"
         config = ServerConfig(
             db=db, auth="token", tokens=TOKENS, report_interval=1.0, agent_down_time=3.0
         )
@@ -228,12 +232,6 @@ class _Nothing:
 
     def __exit__(self, *exc: object) -> None:
         return None
-
-
-def _scratch() -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="hanet-bench-")
 
 
 def render(results: dict[str, dict[str, float]], routers: int, agents: int, command: str) -> str:

@@ -144,7 +144,16 @@ class L3Store(SqlStore):
         networks = session.scalars(
             select(HANetwork).where(HANetwork.project_id == project_id).order_by(HANetwork.position)
         ).all()
+        # Counted in the database, so that only the one network with room is read.
+        counted = (
+            select(Router.ha_network_id, func.count())
+            .where(Router.ha_network_id.in_([n.network_id for n in networks]))
+            .group_by(Router.ha_network_id)
+        )
+        taken = {network_id: count for network_id, count in session.execute(counted).all()}
         for ha_net in networks:
+            if taken.get(ha_net.network_id, 0) >= len(VRIDS):
+                continue
             used = set(
                 session.scalars(
                     select(Router.vrid).where(Router.ha_network_id == ha_net.network_id)
