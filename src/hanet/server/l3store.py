@@ -216,10 +216,18 @@ class L3Store(SqlStore):
     def _device_port(self, session: Session, **fields: Any) -> Port:
         """A port a router or the server owns (gateway, interface, HA, floating IP), with a
         fresh MAC; added and flushed, addresses still to allocate."""
-        port = Port(id=str(uuid.uuid4()), mac_address=_mac(), **fields)
-        session.add(port)
-        session.flush()
-        return port
+        for _ in range(RETRIES):
+            port = Port(id=str(uuid.uuid4()), mac_address=_mac(), **fields)
+            try:
+                with session.begin_nested():
+                    session.add(port)
+                    session.flush()
+                return port
+            except IntegrityError:
+                # 24 random bits: on an HA network with thousands of ports a drawn MAC is
+                # sometimes taken already. Draw again; the transaction goes on.
+                continue
+        raise Conflict("could not draw a free MAC address", "MacAddressGenerationFailure")
 
     def _alive_agents(self, session: Session, agent_type: str) -> list[Agent]:
         horizon = utcnow() - timedelta(seconds=self.agent_down_time)

@@ -187,3 +187,21 @@ def test_routers_made_before_any_agent_are_placed_when_agents_come(fast_server) 
         )
     finally:
         beats.close()
+
+
+def test_a_taken_random_mac_is_drawn_again(admin: ApiClient, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """MACs are 24 random bits: on a big HA network a draw can collide. The router is
+    still made (the port draws again), not refused."""
+    from hanet.server import l3store
+
+    register(admin, "net0")
+    draws = iter(["fa:16:3e:00:00:01", "fa:16:3e:00:00:01", "fa:16:3e:00:00:02"])
+    monkeypatch.setattr(l3store, "_mac", lambda: next(draws))
+    first = admin.post("/v2.0/routers", {"router": {"ha": True}})
+    second = admin.post("/v2.0/routers", {"router": {"ha": True}})
+    assert first.status == second.status == 201, second.body
+    macs = [
+        p["mac_address"]
+        for p in admin.get("/v2.0/ports?device_owner=network:router_ha_interface").body["ports"]
+    ]
+    assert sorted(macs) == ["fa:16:3e:00:00:01", "fa:16:3e:00:00:02"]
