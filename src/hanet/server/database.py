@@ -22,12 +22,20 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+            # The sqlite3 module opens transactions on its own and would let a SAVEPOINT
+            # start (and its RELEASE commit) work of its own: a failed request could leave
+            # half its rows behind. Here the module does nothing and SQLAlchemy says BEGIN.
+            connection.isolation_level = None
             cursor = connection.cursor()
             # WAL: readers never block the writer; foreign keys are off by default in SQLite.
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN")
 
         return engine
     if url.startswith("postgresql://"):

@@ -55,5 +55,7 @@ def test_no_router_no_floating_ip(admin: ApiClient) -> None:
     assert refused.status == 404
     assert error_type(refused) == "ExternalGatewayForFloatingIPNotFound"
     assert admin.get("/v2.0/floatingips").body["floatingips"] == []
+    # Nothing half-written: the port made for the address went with the refusal.
+    assert admin.get("/v2.0/ports?device_owner=network:floatingip").body["ports"] == []
     internal = admin.post("/v2.0/floatingips", {"floatingip": {"floating_network_id": net_id}})
     assert internal.status == 400
