@@ -27,7 +27,8 @@ from hanet.server.models import (
     Subnet,
     utcnow,
 )
-from hanet.server.store import RETRIES, Context, SqlStore, port_view, stamp
+from hanet.server.ports import PortStore
+from hanet.server.store import RETRIES, Context, port_view, stamp
 
 HA_CIDR = ipaddress.ip_network("169.254.192.0/18")
 VRIDS = range(1, 255)
@@ -37,7 +38,7 @@ GATEWAY = "network:router_gateway"
 HA_INTERFACE = "network:router_ha_interface"
 
 
-class L3Store(SqlStore):
+class L3Store(PortStore):
     def __init__(
         self,
         engine: Any,

@@ -11,7 +11,15 @@ from typing import Any
 from aiohttp import web
 
 from hanet.server.api import attributes
-from hanet.server.api.app import CONFIG, STORE, context_of, identifier, in_thread, read_body
+from hanet.server.api.app import (
+    CONFIG,
+    STORE,
+    Handler,
+    context_of,
+    identifier,
+    in_thread,
+    read_body,
+)
 from hanet.server.api.errors import BadRequest
 from hanet.server.api.validate import free_dict, mapping, optional, string, uuid_string
 
@@ -45,70 +53,45 @@ async def remove_interface(request: web.Request) -> web.Response:
     return web.json_response(await in_thread(store.remove_router_interface, ctx, router_id, info))
 
 
-async def router_l3_agents(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    router_id = identifier(request, "router")
-    agents = await in_thread(request.app[STORE].router_agents, ctx, router_id)
-    return web.json_response({"agents": agents})
+def related(method: str, owner: str, key: str) -> Handler:
+    """GET of what an owner hosts or is hosted by: a router's agents, an agent's routers."""
+
+    async def handler(request: web.Request) -> web.Response:
+        ctx = context_of(request)
+        owner_id = identifier(request, owner)
+        rows = await in_thread(getattr(request.app[STORE], method), ctx, owner_id)
+        return web.json_response({key: rows})
+
+    return handler
 
 
-async def agent_l3_routers(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    agent_id = identifier(request, "agent")
-    routers = await in_thread(request.app[STORE].agent_routers, ctx, agent_id)
-    return web.json_response({"routers": routers})
+def bind(method: str, field: str) -> Handler:
+    """POST /agents/{id}/...: place a router or a network on the agent by hand."""
+
+    async def handler(request: web.Request) -> web.Response:
+        ctx = context_of(request)
+        agent_id = identifier(request, "agent")
+        body = await read_body(request)
+        if not isinstance(body, dict) or set(body) != {field}:
+            raise BadRequest(f"Expected {{'{field}': ...}}")
+        target = str(uuid_string(field, body[field]))
+        await in_thread(getattr(request.app[STORE], method), ctx, agent_id, target)
+        return web.json_response(None, status=201)
+
+    return handler
 
 
-async def bind_router(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    agent_id = identifier(request, "agent")
-    body = await read_body(request)
-    if not isinstance(body, dict) or set(body) != {"router_id"}:
-        raise BadRequest("Expected {'router_id': ...}")
-    router_id = uuid_string("router_id", body["router_id"])
-    await in_thread(request.app[STORE].bind_router, ctx, agent_id, router_id)
-    return web.json_response(None, status=201)
+def unbind(method: str, field: str) -> Handler:
+    """DELETE /agents/{id}/.../{target}: take it off the agent."""
 
+    async def handler(request: web.Request) -> web.Response:
+        ctx = context_of(request)
+        agent_id = identifier(request, "agent")
+        target = str(uuid_string(field, request.match_info[field]))
+        await in_thread(getattr(request.app[STORE], method), ctx, agent_id, target)
+        return web.Response(status=204)
 
-async def unbind_router(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    agent_id = identifier(request, "agent")
-    router_id = uuid_string("router_id", request.match_info["router_id"])
-    await in_thread(request.app[STORE].unbind_router, ctx, agent_id, router_id)
-    return web.Response(status=204)
-
-
-async def network_dhcp_agents(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    network_id = identifier(request, "network")
-    agents = await in_thread(request.app[STORE].network_dhcp_agents, ctx, network_id)
-    return web.json_response({"agents": agents})
-
-
-async def agent_dhcp_networks(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    agent_id = identifier(request, "agent")
-    networks = await in_thread(request.app[STORE].agent_dhcp_networks, ctx, agent_id)
-    return web.json_response({"networks": networks})
-
-
-async def bind_network(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    agent_id = identifier(request, "agent")
-    body = await read_body(request)
-    if not isinstance(body, dict) or set(body) != {"network_id"}:
-        raise BadRequest("Expected {'network_id': ...}")
-    network_id = str(uuid_string("network_id", body["network_id"]))
-    await in_thread(request.app[STORE].bind_network, ctx, agent_id, network_id)
-    return web.json_response(None, status=201)
-
-
-async def unbind_network(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    agent_id = identifier(request, "agent")
-    network_id = str(uuid_string("network_id", request.match_info["network_id"]))
-    await in_thread(request.app[STORE].unbind_network, ctx, agent_id, network_id)
-    return web.Response(status=204)
+    return handler
 
 
 async def register_agent(request: web.Request) -> web.Response:
@@ -235,14 +218,22 @@ def l3_routes() -> list[web.RouteDef]:
     return [
         web.put("/v2.0/routers/{id}/add_router_interface", add_interface),
         web.put("/v2.0/routers/{id}/remove_router_interface", remove_interface),
-        web.get("/v2.0/routers/{id}/l3-agents", router_l3_agents),
-        web.get("/v2.0/agents/{id}/l3-routers", agent_l3_routers),
-        web.post("/v2.0/agents/{id}/l3-routers", bind_router),
-        web.delete("/v2.0/agents/{id}/l3-routers/{router_id}", unbind_router),
-        web.get("/v2.0/networks/{id}/dhcp-agents", network_dhcp_agents),
-        web.get("/v2.0/agents/{id}/dhcp-networks", agent_dhcp_networks),
-        web.post("/v2.0/agents/{id}/dhcp-networks", bind_network),
-        web.delete("/v2.0/agents/{id}/dhcp-networks/{network_id}", unbind_network),
+        web.get("/v2.0/routers/{id}/l3-agents", related("router_agents", "router", "agents")),
+        web.get("/v2.0/agents/{id}/l3-routers", related("agent_routers", "agent", "routers")),
+        web.post("/v2.0/agents/{id}/l3-routers", bind("bind_router", "router_id")),
+        web.delete(
+            "/v2.0/agents/{id}/l3-routers/{router_id}", unbind("unbind_router", "router_id")
+        ),
+        web.get(
+            "/v2.0/networks/{id}/dhcp-agents", related("network_dhcp_agents", "network", "agents")
+        ),
+        web.get(
+            "/v2.0/agents/{id}/dhcp-networks", related("agent_dhcp_networks", "agent", "networks")
+        ),
+        web.post("/v2.0/agents/{id}/dhcp-networks", bind("bind_network", "network_id")),
+        web.delete(
+            "/v2.0/agents/{id}/dhcp-networks/{network_id}", unbind("unbind_network", "network_id")
+        ),
         web.post("/hanet/v1/agents", register_agent),
         web.put("/hanet/v1/agents/{id}/heartbeat", heartbeat),
         web.get("/hanet/v1/agents/{id}/state", agent_state),
