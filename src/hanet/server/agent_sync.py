@@ -144,7 +144,7 @@ class Store(DhcpStore):
                     f"not in {list(HA_STATES)}"
                 )
         changed = 0
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             agent = session.get(Agent, agent_id)
             if agent is None:
                 raise not_found("agent", agent_id)
@@ -175,7 +175,7 @@ class Store(DhcpStore):
         """Order all but one of two or more long-active agents of a router to stand by, and
         lift orders that are no longer needed. Returns the routers acted on."""
         acted: list[str] = []
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             now = utcnow()
             active = session.scalars(
                 select(RouterBinding).where(RouterBinding.ha_state == "active")

@@ -30,7 +30,7 @@ class AgentStore(L3Store):
         """An agent (re)starts: one row per (type, host), kept across restarts."""
         for _ in range(RETRIES):
             try:
-                with self.sessions.begin() as session:
+                with self.writes.begin() as session:
                     row = session.scalars(
                         select(Agent).where(Agent.agent_type == agent_type, Agent.host == host)
                     ).first()
@@ -54,7 +54,7 @@ class AgentStore(L3Store):
         raise Conflict(f"agent {agent_type} on {host} could not register")
 
     def heartbeat(self, agent_id: str) -> dict[str, Any]:
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             row = session.get(Agent, agent_id)
             if row is None:
                 raise not_found("agent", agent_id)
@@ -77,7 +77,7 @@ class AgentStore(L3Store):
 
     def update_agent(self, ctx: Context, agent_id: str, values: dict[str, Any]) -> dict[str, Any]:
         _admin_only(ctx)
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             row = session.get(Agent, agent_id)
             if row is None:
                 raise not_found("agent", agent_id)
@@ -88,7 +88,7 @@ class AgentStore(L3Store):
 
     def delete_agent(self, ctx: Context, agent_id: str) -> None:
         _admin_only(ctx)
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             row = session.get(Agent, agent_id)
             if row is None:
                 raise not_found("agent", agent_id)
@@ -127,7 +127,7 @@ class AgentStore(L3Store):
         """POST /agents/{id}/l3-routers: place a router on this agent by hand."""
         _admin_only(ctx)
         try:
-            with self.sessions.begin() as session:
+            with self.writes.begin() as session:
                 row = self._router(session, ctx, router_id)
                 agent = session.get(Agent, agent_id)
                 if agent is None or agent.agent_type != L3_AGENT:
@@ -156,7 +156,7 @@ class AgentStore(L3Store):
 
     def unbind_router(self, ctx: Context, agent_id: str, router_id: str) -> None:
         _admin_only(ctx)
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             row = self._router(session, ctx, router_id)
             binding = session.get(RouterBinding, (row.id, agent_id))
             if binding is None:
@@ -193,7 +193,7 @@ class AgentStore(L3Store):
         """Move routers off L3 agents whose heartbeat stopped: an HA router loses the dead
         place and gets a new one (redundancy restored), a legacy router moves. One
         transaction for all, whatever their number. Returns the dead agents handled."""
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             horizon = utcnow() - timedelta(seconds=self.agent_down_time)
             dead = session.scalars(
                 select(Agent).where(Agent.agent_type == L3_AGENT, Agent.heartbeat_at <= horizon)
@@ -228,7 +228,7 @@ class AgentStore(L3Store):
     def fill_places(self) -> int:
         """Routers with fewer places than they should have (created while too few agents
         were alive, or whose agents died with no replacement then) get them now."""
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             count = func.count(RouterBinding.agent_id)
             short = (
                 select(Router)

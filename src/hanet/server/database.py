@@ -16,7 +16,11 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_URL = "sqlite:///hanet.db"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, immediate: bool = False) -> Engine:
+    """An engine for ``url``. For SQLite, ``immediate`` makes each transaction take the
+    write lock when it begins (BEGIN IMMEDIATE): a transaction that reads and then writes
+    would otherwise be refused at once ("database is locked") whenever another writes,
+    where with the lock up front it waits its turn (busy timeout)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -35,7 +39,7 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN")
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     if url.startswith("postgresql://"):

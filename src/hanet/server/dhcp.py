@@ -35,7 +35,7 @@ class DhcpStore(FloatingIPStore):
     def schedule_dhcp(self) -> int:
         """Release places on dead DHCP agents, then give every network with a DHCP subnet
         its dhcp_agents_per_network places. One transaction; returns places made."""
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             horizon = utcnow() - timedelta(seconds=self.agent_down_time)
             dead = select(Agent.id).where(
                 Agent.agent_type == DHCP_AGENT, Agent.heartbeat_at <= horizon
@@ -110,7 +110,7 @@ class DhcpStore(FloatingIPStore):
     def bind_network(self, ctx: Context, agent_id: str, network_id: str) -> None:
         _admin_only(ctx)
         try:
-            with self.sessions.begin() as session:
+            with self.writes.begin() as session:
                 self._network(session, ctx, network_id)
                 agent = session.get(Agent, agent_id)
                 if agent is None or agent.agent_type != DHCP_AGENT:
@@ -138,7 +138,7 @@ class DhcpStore(FloatingIPStore):
 
     def unbind_network(self, ctx: Context, agent_id: str, network_id: str) -> None:
         _admin_only(ctx)
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             binding = session.get(NetworkDhcpBinding, (network_id, agent_id))
             if binding is None:
                 raise Conflict(

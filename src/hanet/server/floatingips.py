@@ -36,7 +36,7 @@ def floating_view(row: FloatingIP) -> dict[str, Any]:
 class FloatingIPStore(AgentStore):
     def create_floatingip(self, ctx: Context, values: dict[str, Any]) -> dict[str, Any]:
         try:
-            with self.sessions.begin() as session:
+            with self.writes.begin() as session:
                 network = self._network(session, ctx, values["floating_network_id"])
                 if not network.external:
                     raise BadRequest(
@@ -138,7 +138,7 @@ class FloatingIPStore(AgentStore):
         self, ctx: Context, fip_id: str, values: dict[str, Any]
     ) -> dict[str, Any]:
         try:
-            with self.sessions.begin() as session:
+            with self.writes.begin() as session:
                 row = self._floating(session, ctx, fip_id)
                 if "description" in values:
                     row.description = values["description"]
@@ -159,7 +159,7 @@ class FloatingIPStore(AgentStore):
             raise _already_associated(values) from None
 
     def delete_floatingip(self, ctx: Context, fip_id: str) -> None:
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             row = self._floating(session, ctx, fip_id)
             if row.router_id is not None:
                 self._changed(session, row.router_id)

@@ -115,7 +115,7 @@ class L3Store(PortStore):
         raise Conflict("could not allocate a VRID for the router", "MaxVRIDAllocationTriesReached")
 
     def _create_router(self, ctx: Context, values: dict[str, Any]) -> dict[str, Any]:
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             ha = values.get("ha", self.l3_ha)
             row = Router(
                 id=str(uuid.uuid4()),
@@ -319,7 +319,7 @@ class L3Store(PortStore):
             return [self._router_view(session, r) for r in rows]
 
     def update_router(self, ctx: Context, router_id: str, values: dict[str, Any]) -> dict[str, Any]:
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             row = self._router(session, ctx, router_id)
             if "ha" in values and values["ha"] != row.ha:
                 raise BadRequest(
@@ -347,7 +347,7 @@ class L3Store(PortStore):
             session.flush()
 
     def delete_router(self, ctx: Context, router_id: str) -> None:
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             row = self._router(session, ctx, router_id)
             interfaces = session.scalars(
                 select(Port.id).where(Port.device_id == row.id, Port.device_owner == INTERFACE)
@@ -365,7 +365,7 @@ class L3Store(PortStore):
     def add_router_interface(
         self, ctx: Context, router_id: str, info: dict[str, Any]
     ) -> dict[str, Any]:
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             row = self._router(session, ctx, router_id)
             if "port_id" in info:
                 port = self._port(session, ctx, info["port_id"])
@@ -412,7 +412,7 @@ class L3Store(PortStore):
     def remove_router_interface(
         self, ctx: Context, router_id: str, info: dict[str, Any]
     ) -> dict[str, Any]:
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             row = self._router(session, ctx, router_id)
             ports = session.scalars(
                 select(Port).where(Port.device_id == row.id, Port.device_owner == INTERFACE)

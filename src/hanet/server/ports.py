@@ -38,7 +38,7 @@ class PortStore(SqlStore):
         raise Conflict("could not allocate a MAC address", "MacGenerationFailure")
 
     def _create_port(self, ctx: Context, values: dict[str, Any], attempt: int) -> dict[str, Any]:
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             network = self._network(session, ctx, values["network_id"])
             if not ctx.is_admin and network.project_id != ctx.project_id and not network.shared:
                 raise not_found("network", values["network_id"])
@@ -198,7 +198,7 @@ class PortStore(SqlStore):
 
     def update_port(self, ctx: Context, port_id: str, values: dict[str, Any]) -> dict[str, Any]:
         try:
-            with self.sessions.begin() as session:
+            with self.writes.begin() as session:
                 row = self._port(session, ctx, port_id)
                 renames = {"binding:host_id": "host_id", "binding:profile": "binding_profile"}
                 for key, value in values.items():
@@ -230,7 +230,7 @@ class PortStore(SqlStore):
             ) from None
 
     def delete_port(self, ctx: Context, port_id: str) -> None:
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             session.delete(self._port(session, ctx, port_id))
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from hanet.server import ipam
 from hanet.server.api.errors import BadRequest, Conflict, InvalidInput, not_found
+from hanet.server.database import make_engine
 from hanet.server.models import IPAllocation, Network, Port, Subnet, utcnow
 
 RETRIES = 20  # candidates tried when another request takes the same address or MAC
@@ -113,7 +114,20 @@ class SqlStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Reads and writes apart: on SQLite, writers queue for the lock from their first
+        # statement while readers never wait (WAL); on PostgreSQL they are the same engine.
+        self.writer = engine
+        if engine.dialect.name == "sqlite":
+            self.writer = make_engine(
+                engine.url.render_as_string(hide_password=False), immediate=True
+            )
         self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.writes = sessionmaker(self.writer, expire_on_commit=False)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.writer is not self.engine:
+            self.writer.dispose()
 
     # Visibility ---------------------------------------------------------------------------
 
@@ -149,7 +163,7 @@ class SqlStore:
     # Networks -----------------------------------------------------------------------------
 
     def create_network(self, ctx: Context, values: dict[str, Any]) -> dict[str, Any]:
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             row = Network(
                 id=str(uuid.uuid4()),
                 project_id=self._project(ctx, values),
@@ -183,7 +197,7 @@ class SqlStore:
     def update_network(
         self, ctx: Context, network_id: str, values: dict[str, Any]
     ) -> dict[str, Any]:
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             row = self._owned(ctx, self._network(session, ctx, network_id), "network", network_id)
             renames = {"router:external": "external"}
             for key, value in values.items():
@@ -196,7 +210,7 @@ class SqlStore:
             return network_view(row)
 
     def delete_network(self, ctx: Context, network_id: str) -> None:
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             row = self._owned(ctx, self._network(session, ctx, network_id), "network", network_id)
             in_use = session.scalars(
                 select(Port.id).where(
@@ -219,7 +233,7 @@ class SqlStore:
             raise InvalidInput("cidr", f"{cidr} is not an IPv{values['ip_version']} subnet")
         gateway = _gateway(cidr, values.get("gateway_ip", ipam.default_gateway(cidr)))
         pools = _pools(cidr, values.get("allocation_pools"), gateway)
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             network = self._network(session, ctx, values["network_id"])
             if not ctx.is_admin and network.project_id != ctx.project_id:
                 raise not_found("network", values["network_id"])
@@ -271,7 +285,7 @@ class SqlStore:
             return [subnet_view(r) for r in rows if self._network_visible(ctx, r.network)]
 
     def update_subnet(self, ctx: Context, subnet_id: str, values: dict[str, Any]) -> dict[str, Any]:
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             row = self._owned(ctx, self._subnet(session, ctx, subnet_id), "subnet", subnet_id)
             cidr = ipaddress.ip_network(row.cidr)
             gateway = _gateway(cidr, values.get("gateway_ip", row.gateway_ip))
@@ -289,7 +303,7 @@ class SqlStore:
             return subnet_view(row)
 
     def delete_subnet(self, ctx: Context, subnet_id: str) -> None:
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             row = self._owned(ctx, self._subnet(session, ctx, subnet_id), "subnet", subnet_id)
             used = session.scalars(
                 select(IPAllocation.port_id)

@@ -76,7 +76,7 @@ class ServerThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(30)
         self._loop.close()
-        self.store.engine.dispose()
+        self.store.dispose()
 
     def client(self, token: str | None = None, project: str | None = None) -> ApiClient:
         return ApiClient(self.url, token, project)
