@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from hanet.server import placement
-from hanet.server.api.errors import BadRequest, Conflict, InvalidInput, not_found
+from hanet.server.api.errors import BadRequest, Conflict, not_found
 from hanet.server.models import (
     Agent,
     HANetwork,
@@ -28,7 +28,7 @@ from hanet.server.models import (
     utcnow,
 )
 from hanet.server.ports import PortStore
-from hanet.server.store import RETRIES, Context, port_view, stamp
+from hanet.server.store import RETRIES, Context, stamp
 
 HA_CIDR = ipaddress.ip_network("169.254.192.0/18")
 VRIDS = range(1, 255)
@@ -469,6 +469,3 @@ def _interface_info(row: Router, port: Port) -> dict[str, Any]:
         "subnet_id": subnets[0] if subnets else None,
         "subnet_ids": subnets,
     }
-
-
-_ = (InvalidInput, port_view)

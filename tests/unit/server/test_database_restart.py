@@ -4,8 +4,8 @@ input'): every 201 the clients saw is still there afterwards."""
 from __future__ import annotations
 
 import threading
-import time
 
+from hanet.lab.daemons import wait_until
 from hanet.server.config import ServerConfig
 from hanet.server.postgres import TemporaryPostgres
 from hanet.server.testing import ServerThread
@@ -38,9 +38,10 @@ def test_no_acknowledged_write_is_lost_across_a_restart() -> None:
             writers = [threading.Thread(target=write, args=(i,)) for i in range(3)]
             for writer in writers:
                 writer.start()
-            time.sleep(0.5)
+            wait_until(lambda: len(acknowledged) >= 10, 20, "writes before the restart")
             postgres.restart()
-            time.sleep(1.0)
+            after = len(acknowledged)
+            wait_until(lambda: len(acknowledged) >= after + 10, 30, "writes after the restart")
             stop.set()
             for writer in writers:
                 writer.join(30)
