@@ -23,6 +23,18 @@ def test_after_a_big_burst_the_next_one_is_read_in_one_go() -> None:
     assert resume == pytest.approx(1.1 + 0.003)
     # Reading it at the end of the hold-off belongs to the same burst: no new hold-off.
     assert pacer.drained(1.103, 99) is None
+    # That burst lasted until its drain at the end of the hold-off, which sets the next one.
+    assert pacer.drained(1.2, 1) == pytest.approx(1.2 + 0.003)
+
+
+def test_a_longest_hold_off_ends_inside_its_burst() -> None:
+    pacer = BurstPacer()
+    for k in range(40):
+        pacer.drained(1.0 + k * 0.001, MIN_BURST)
+    resume = pacer.drained(2.0, 1)
+    assert resume == pytest.approx(2.0 + MAX_HOLD_OFF)
+    assert resume is not None and pacer.drained(resume, 99) is None
+    assert pacer.burst_count == 100
 
 
 def test_the_hold_off_is_bounded() -> None:

@@ -10,10 +10,13 @@ A link that sees one packet at a time (a few instances) is never held off.
 
 from __future__ import annotations
 
-BURST_GAP = 0.005  # seconds; packets closer together than this are one burst
+# Seconds; packets closer together than this are one burst. Longer than the longest
+# hold-off, so that the drain which ends a hold-off belongs to the burst it waited for.
+BURST_GAP = 0.01
 MIN_BURST = 8  # packets; smaller bursts are read as they come
 MIN_HOLD_OFF = 0.001  # seconds
 MAX_HOLD_OFF = 0.005  # seconds; the most a received advert waits to be read
+assert BURST_GAP > MAX_HOLD_OFF
 
 
 class BurstPacer:

@@ -230,12 +230,12 @@ class VrrpService:
             log.warning("%s: receive failed: %s", link.ifname, exc)
             return
         now = self.loop.time()  # the whole batch was waiting when we woke
-        if held_since is not None:
-            # Read late on purpose: date the burst from when the hold-off began, so that a
-            # backup's Master_Down_Timer never runs later than if it had read at once.
-            now = held_since
+        # Read late on purpose: date the burst from when the hold-off began, so that a
+        # backup's Master_Down_Timer never runs later than if it had read at once. The
+        # pacer still gets the real time: it measures how long bursts take to arrive.
+        dated = now if held_since is None else held_since
         for packet in packets:
-            self._on_packet(link, packet, now)
+            self._on_packet(link, packet, dated)
         self.scheduler.settle()
         resume_at = link.pacer.drained(now, len(packets))
         if resume_at is not None and link.socket is not None:
