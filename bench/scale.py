@@ -32,6 +32,7 @@ from hanet.lab.topology import Host, Link, Topology
 PER_INTERFACE = 250
 BEGIN, END = "<!-- bench:scale:begin -->", "<!-- bench:scale:end -->"
 ADVERT_INT = 0.1  # seconds, every instance of the bench
+CPU_ATTEMPTS = 3  # CPU trials per implementation and count, until one has no take-over
 
 
 def topology(count: int) -> Topology:
@@ -144,7 +145,15 @@ def measure(count: int, cpu_seconds: float, trials: int, log) -> dict[str, dict[
     by_kind: dict[str, list[dict[str, float]]] = {"hanet": [], "keepalived": []}
     for trial in range(trials):
         for kind in by_kind:
-            by_kind[kind].append(run(kind, count, cpu_seconds if trial == 0 else 0, log))
+            result = run(kind, count, cpu_seconds if trial == 0 else 0, log)
+            for _ in range(CPU_ATTEMPTS - 1 if trial == 0 else 0):
+                if not result["backup_vips"]:
+                    break
+                # The backup lost adverts and took over: both routers were masters for part
+                # of the window, which says nothing of the CPU of one master and one backup.
+                log(f"{kind} N={count}: the backup took over during the CPU window; again")
+                result = run(kind, count, cpu_seconds, log)
+            by_kind[kind].append(result)
     results = {}
     for kind, runs in by_kind.items():
         moved = sorted(r["last_vip_s"] for r in runs)
@@ -188,6 +197,8 @@ def render(results: dict[int, dict[str, dict[str, float]]], command: str, second
                 held = int(r["backup_vips"])
                 lines.append(f"\nAt N={count}, {kind}'s backup held {held} VIPs before the "
                              "crash in at least one trial (lost adverts).")  # fmt: skip
+    lines.append("\nA CPU trial whose backup took over during the window (lost adverts, then "
+                 f"two masters) is run again, up to {CPU_ATTEMPTS} times.")  # fmt: skip
     lines.append(END)
     return "\n".join(lines)
 
