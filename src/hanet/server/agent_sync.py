@@ -13,22 +13,25 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
+from hanet.server import changelog
 from hanet.server.api.errors import BadRequest, not_found
-from hanet.server.dhcp import DhcpStore
+from hanet.server.dhcp import DHCP_AGENT, DhcpStore
 from hanet.server.l3store import GATEWAY, HA_INTERFACE, INTERFACE, _admin_only
 from hanet.server.models import (
     Agent,
+    Change,
+    Network,
+    NetworkDhcpBinding,
     Port,
     Router,
     RouterBinding,
-    RouterChange,
     RouterEvent,
     Subnet,
     utcnow,
 )
-from hanet.server.store import Context
+from hanet.server.store import Context, network_view, port_view, subnet_view
 
 SPLIT_BRAIN_AFTER = timedelta(seconds=2)
 HA_STATES = ("active", "standby", "fault")
@@ -37,43 +40,81 @@ HA_STATES = ("active", "standby", "fault")
 class Store(DhcpStore):
     # The change log ---------------------------------------------------------------------
 
-    def latest_change(self) -> int:
+    def latest_change(self, kind: str | None = None) -> int:
+        """The newest change number, of one kind (router, network) or of any."""
+        query = select(func.max(Change.seq))
+        if kind is not None:
+            query = query.where(Change.kind == kind)
         with self.sessions() as session:
-            return int(session.scalar(select(func.max(RouterChange.seq))) or 0)
+            return int(session.scalar(query) or 0)
 
-    def agent_state(self, agent_id: str, since: int | None) -> dict[str, Any]:
-        """The agent's routers changed after change ``since`` (all of them when None), and
-        the ids of routers it no longer hosts."""
+    def agent_kind(self, agent_id: str) -> str:
+        """Which changes the agent follows: an L3 agent routers, a DHCP agent networks."""
         with self.sessions() as session:
             agent = session.get(Agent, agent_id)
             if agent is None:
                 raise not_found("agent", agent_id)
-            latest = int(session.scalar(select(func.max(RouterChange.seq))) or 0)
-            hosted = set(
-                session.scalars(
-                    select(RouterBinding.router_id).where(RouterBinding.agent_id == agent_id)
+            return changelog.NETWORK if agent.agent_type == DHCP_AGENT else changelog.ROUTER
+
+    def agent_state(self, agent_id: str, since: int | None) -> dict[str, Any]:
+        """The agent's routers (an L3 agent) or networks (a DHCP agent) changed after
+        change ``since`` (all of them when None), and the ids of those it no longer hosts."""
+        with self.sessions() as session:
+            agent = session.get(Agent, agent_id)
+            if agent is None:
+                raise not_found("agent", agent_id)
+            latest = int(session.scalar(select(func.max(Change.seq))) or 0)
+            if agent.agent_type == DHCP_AGENT:
+                kind, key, binding = changelog.NETWORK, "networks", NetworkDhcpBinding
+                hosted_ids = select(binding.network_id).where(binding.agent_id == agent_id)
+            else:
+                kind, key = changelog.ROUTER, "routers"
+                hosted_ids = select(RouterBinding.router_id).where(
+                    RouterBinding.agent_id == agent_id
                 )
-            )
+            hosted = set(session.scalars(hosted_ids))
             if since is None:
                 changed, removed = hosted, set()
             else:
                 touched = set(
                     session.scalars(
-                        select(RouterChange.router_id).where(
-                            RouterChange.seq > since, RouterChange.seq <= latest
+                        select(Change.resource_id).where(
+                            Change.kind == kind, Change.seq > since, Change.seq <= latest
                         )
                     )
                 )
                 changed, removed = touched & hosted, touched - hosted
-            routers = [
-                self._agent_router(session, agent, router_id) for router_id in sorted(changed)
-            ]
+            if kind == changelog.NETWORK:
+                documents = [self._agent_network(session, i) for i in sorted(changed)]
+            else:
+                documents = [self._agent_router(session, agent, i) for i in sorted(changed)]
             return {
                 "revision": latest,
-                "routers": routers,
+                key: documents,
                 "removed": sorted(removed),
                 "full": since is None,
             }
+
+    @staticmethod
+    def _agent_network(session: Session, network_id: str) -> dict[str, Any]:
+        """A network as the API shows it, with its subnets and ports in full: what a DHCP
+        server needs to answer for every port."""
+        row = session.get(Network, network_id)
+        assert row is not None
+        subnets = session.scalars(
+            select(Subnet).where(Subnet.network_id == network_id).order_by(Subnet.created_at)
+        )
+        ports = session.scalars(
+            select(Port)
+            .where(Port.network_id == network_id)
+            .options(selectinload(Port.fixed_ips))
+            .order_by(Port.created_at)
+        )
+        return {
+            **network_view(row),
+            "subnets": [subnet_view(s) for s in subnets],
+            "ports": [port_view(p) for p in ports],
+        }
 
     def _agent_router(self, session: Session, agent: Agent, router_id: str) -> dict[str, Any]:
         row = session.get(Router, router_id)

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from hanet.server import placement
+from hanet.server import changelog, placement
 from hanet.server.api.errors import BadRequest, Conflict, not_found
 from hanet.server.models import (
     Agent,
@@ -23,7 +23,6 @@ from hanet.server.models import (
     Port,
     Router,
     RouterBinding,
-    RouterChange,
     Subnet,
     utcnow,
 )
@@ -102,7 +101,7 @@ class L3Store(PortStore):
     @staticmethod
     def _changed(session: Session, router_id: str) -> None:
         """Log a change of the router for the agents (see hanet.server.agent_sync)."""
-        session.add(RouterChange(router_id=router_id))
+        changelog.note_router(session, router_id)
 
     # Routers ------------------------------------------------------------------------------
 

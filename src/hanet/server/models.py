@@ -191,13 +191,15 @@ class RouterEvent(Base):
     detail: Mapped[str] = mapped_column(String(1024), default="")
 
 
-class RouterChange(Base):
-    """A change log for agents: each change to a router, its ports or its places gets the
-    next sequence number; an agent asks for what changed since the last number it saw."""
+class Change(Base):
+    """A change log for agents: each change to a router (its ports, places, addresses) or to
+    a network (its subnets, ports, DHCP places) gets the next sequence number; an agent asks
+    for what changed since the last number it saw."""
 
-    __tablename__ = "router_changes"
+    __tablename__ = "changes"
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    router_id: Mapped[str] = mapped_column(ID, index=True)
+    kind: Mapped[str] = mapped_column(String(16), server_default="router")  # or "network"
+    resource_id: Mapped[str] = mapped_column(ID, index=True)
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from hanet.server import ipam
+from hanet.server import changelog, ipam
 from hanet.server.api.errors import BadRequest, Conflict, InvalidInput, not_found
 from hanet.server.database import make_engine
 from hanet.server.models import IPAllocation, Network, Port, Subnet, utcnow
@@ -123,6 +123,7 @@ class SqlStore:
             )
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self.writes = sessionmaker(self.writer, expire_on_commit=False)
+        changelog.install(self.writes)
 
     def dispose(self) -> None:
         self.engine.dispose()

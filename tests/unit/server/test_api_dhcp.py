@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 from hanet.lab.daemons import wait_until
 from hanet.server.client import ApiClient
 from hanet.server.testing import ServerThread
@@ -66,3 +68,47 @@ def test_dhcp_networks_by_hand(admin: ApiClient) -> None:
     assert serving(admin, network) == {"dhcp0"}
     assert admin.delete(f"/v2.0/agents/{agent}/dhcp-networks/{network}").status == 204
     assert serving(admin, network) == set()
+
+
+def test_a_dhcp_agent_fetches_its_networks_with_subnets_and_ports(admin: ApiClient) -> None:
+    """The agents' protocol for DHCP agents (docs/server.md): networks instead of routers."""
+    agent = register_dhcp(admin, "dhcp0")
+    network, subnet = make_net(admin)
+    admin.post(f"/v2.0/agents/{agent}/dhcp-networks", {"network_id": network})
+    full = admin.get(f"/hanet/v1/agents/{agent}/state").body
+    assert full["full"] is True and "routers" not in full
+    (doc,) = full["networks"]
+    assert doc["id"] == network and [s["id"] for s in doc["subnets"]] == [subnet]
+    assert doc["subnets"][0]["cidr"] == "10.0.0.0/24" and doc["ports"] == []
+    port = admin.post("/v2.0/ports", {"port": {"network_id": network}}).body["port"]
+    changes = admin.get(f"/hanet/v1/agents/{agent}/state?since={full['revision']}").body
+    (doc,) = changes["networks"]
+    assert [(p["id"], p["mac_address"], p["fixed_ips"]) for p in doc["ports"]] == [
+        (port["id"], port["mac_address"], port["fixed_ips"])
+    ]
+    nothing = admin.get(f"/hanet/v1/agents/{agent}/state?since={changes['revision']}").body
+    assert nothing["networks"] == [] and nothing["removed"] == []
+    admin.delete(f"/v2.0/ports/{port['id']}")
+    assert admin.delete(f"/v2.0/networks/{network}").status == 204
+    gone = admin.get(f"/hanet/v1/agents/{agent}/state?since={changes['revision']}").body
+    assert gone["networks"] == [] and gone["removed"] == [network]
+
+
+def test_each_agent_follows_only_its_own_kind_of_change(admin: ApiClient) -> None:
+    dhcp = register_dhcp(admin, "dhcp0")
+    l3 = admin.post("/hanet/v1/agents", {"agent": {"host": "net0", "agent_type": "L3 agent"}})
+    l3_agent = l3.body["agent"]["id"]
+    network, _ = make_net(admin)
+    admin.post(f"/v2.0/agents/{dhcp}/dhcp-networks", {"network_id": network})
+    revision = admin.get(f"/hanet/v1/agents/{l3_agent}/state").body["revision"]
+    admin.post("/v2.0/ports", {"port": {"network_id": network}})
+    # A network changed: the L3 agent's long-poll holds on, then answers with nothing.
+    started = time.monotonic()
+    held = admin.get(f"/hanet/v1/agents/{l3_agent}/state?since={revision}&wait=1").body
+    assert time.monotonic() - started >= 0.9
+    assert held["routers"] == [] and held["removed"] == []
+    # The DHCP agent's poll answers at once with the network.
+    started = time.monotonic()
+    answer = admin.get(f"/hanet/v1/agents/{dhcp}/state?since={revision}&wait=20").body
+    assert time.monotonic() - started < 10
+    assert [n["id"] for n in answer["networks"]] == [network]

@@ -131,8 +131,8 @@ POLL = 0.1  # seconds between looks at the change log while holding
 
 async def agent_state(request: web.Request) -> web.Response:
     """GET /hanet/v1/agents/{id}/state[?since=N&wait=S]: without ``since`` all the agent's
-    routers; with it, those changed after change N, held up to S seconds until there is
-    something newer (a long-poll)."""
+    routers (or networks, for a DHCP agent); with it, those changed after change N, held up
+    to S seconds until there is something newer of the agent's kind (a long-poll)."""
     ctx = context_of(request)
     if not ctx.is_admin:
         raise attributes.NotAuthorized("agents fetch their state with an admin token")
@@ -140,9 +140,10 @@ async def agent_state(request: web.Request) -> web.Response:
     since = _number(request, "since", None, int)  # absent: the full state, at once
     wait = min(_number(request, "wait", 0.0, float), MAX_WAIT)
     store = request.app[STORE]
+    kind = await in_thread(store.agent_kind, agent_id)
     deadline = asyncio.get_running_loop().time() + wait
     while since is not None and asyncio.get_running_loop().time() < deadline:
-        if await in_thread(store.latest_change) > since:
+        if await in_thread(store.latest_change, kind) > since:
             break
         await asyncio.sleep(POLL)
     return web.json_response(await in_thread(store.agent_state, agent_id, since))
