@@ -87,7 +87,7 @@ class Store(DhcpStore):
             if kind == changelog.NETWORK:
                 documents = [self._agent_network(session, i) for i in sorted(changed)]
             else:
-                documents = [self._agent_router(session, agent, i) for i in sorted(changed)]
+                documents = self._agent_routers(session, agent, sorted(changed))
             return {
                 "revision": latest,
                 key: documents,
@@ -116,62 +116,42 @@ class Store(DhcpStore):
             "ports": [port_view(p) for p in ports],
         }
 
-    def _agent_router(self, session: Session, agent: Agent, router_id: str) -> dict[str, Any]:
-        row = session.get(Router, router_id)
-        assert row is not None
-        binding = session.get(RouterBinding, (router_id, agent.id))
-        ports = session.scalars(select(Port).where(Port.device_id == router_id)).all()
-        doc: dict[str, Any] = {
-            "id": row.id,
-            "name": row.name,
-            "project_id": row.project_id,
-            "admin_state_up": row.admin_state_up,
-            "ha": row.ha,
-            "vrid": row.vrid,
-            "enable_snat": row.enable_snat,
-            "routes": row.routes,
-            "interfaces": [
-                self._agent_port(session, p) for p in ports if p.device_owner == INTERFACE
-            ],
-            "gateway": next(
-                (self._agent_port(session, p) for p in ports if p.device_owner == GATEWAY), None
-            ),
-            "ha_port": next(
-                (
-                    self._agent_port(session, p)
-                    for p in ports
-                    if p.device_owner == HA_INTERFACE and p.host_id == agent.host
-                ),
-                None,
-            ),
-            "ha_state": binding.ha_state if binding else None,
-            "forced_standby": bool(binding and binding.forced_standby),
-            "floating_ips": self.router_floatingips(session, router_id),
-        }
-        return doc
-
-    @staticmethod
-    def _agent_port(session: Session, port: Port) -> dict[str, Any]:
-        addresses = []
-        for allocation in port.fixed_ips:
-            subnet = session.get(Subnet, allocation.subnet_id)
-            assert subnet is not None
-            prefix = ipaddress.ip_network(subnet.cidr).prefixlen
-            addresses.append(
-                {
-                    "subnet_id": subnet.id,
-                    "ip_address": allocation.ip_address,
-                    "prefixlen": prefix,
-                    "cidr": subnet.cidr,
-                    "gateway_ip": subnet.gateway_ip,
-                }
+    def _agent_routers(
+        self, session: Session, agent: Agent, router_ids: list[str]
+    ) -> list[dict[str, Any]]:
+        """The routers' documents for the agent, in a fixed handful of queries however
+        many routers there are (an agent's full state may hold thousands)."""
+        if not router_ids:
+            return []
+        routers = session.scalars(
+            select(Router).where(Router.id.in_(router_ids)).order_by(Router.id)
+        ).all()
+        bindings = {
+            b.router_id: b
+            for b in session.scalars(
+                select(RouterBinding).where(
+                    RouterBinding.agent_id == agent.id, RouterBinding.router_id.in_(router_ids)
+                )
             )
-        return {
-            "id": port.id,
-            "network_id": port.network_id,
-            "mac_address": port.mac_address,
-            "fixed_ips": addresses,
         }
+        ports: dict[str, list[Port]] = {}
+        for port in session.scalars(
+            select(Port)
+            .where(Port.device_id.in_(router_ids))
+            .options(selectinload(Port.fixed_ips))
+            .order_by(Port.created_at, Port.id)
+        ):
+            ports.setdefault(port.device_id, []).append(port)
+        subnet_ids = {a.subnet_id for of in ports.values() for p in of for a in p.fixed_ips}
+        subnets = {
+            s.id: s for s in session.scalars(select(Subnet).where(Subnet.id.in_(subnet_ids)))
+        }
+        floating = self.routers_floatingips(session, router_ids)
+        return [
+            _router_document(row, agent, ports.get(row.id, []), bindings.get(row.id), subnets)
+            | {"floating_ips": floating[row.id]}
+            for row in routers
+        ]
 
     # HA states --------------------------------------------------------------------------
 
@@ -306,3 +286,55 @@ class Store(DhcpStore):
                 }
                 for e in rows
             ]
+
+
+def _router_document(
+    row: Router,
+    agent: Agent,
+    ports: list[Port],
+    binding: RouterBinding | None,
+    subnets: dict[str, Subnet],
+) -> dict[str, Any]:
+    def port(owner: str) -> list[dict[str, Any]]:
+        return [
+            _agent_port(p, subnets)
+            for p in ports
+            if p.device_owner == owner and (owner != HA_INTERFACE or p.host_id == agent.host)
+        ]
+
+    return {
+        "id": row.id,
+        "name": row.name,
+        "project_id": row.project_id,
+        "admin_state_up": row.admin_state_up,
+        "ha": row.ha,
+        "vrid": row.vrid,
+        "enable_snat": row.enable_snat,
+        "routes": row.routes,
+        "interfaces": port(INTERFACE),
+        "gateway": next(iter(port(GATEWAY)), None),
+        "ha_port": next(iter(port(HA_INTERFACE)), None),
+        "ha_state": binding.ha_state if binding else None,
+        "forced_standby": bool(binding and binding.forced_standby),
+    }
+
+
+def _agent_port(port: Port, subnets: dict[str, Subnet]) -> dict[str, Any]:
+    addresses = []
+    for allocation in port.fixed_ips:
+        subnet = subnets[allocation.subnet_id]
+        addresses.append(
+            {
+                "subnet_id": subnet.id,
+                "ip_address": allocation.ip_address,
+                "prefixlen": ipaddress.ip_network(subnet.cidr).prefixlen,
+                "cidr": subnet.cidr,
+                "gateway_ip": subnet.gateway_ip,
+            }
+        )
+    return {
+        "id": port.id,
+        "network_id": port.network_id,
+        "mac_address": port.mac_address,
+        "fixed_ips": addresses,
+    }

@@ -41,6 +41,8 @@ def _note_networks(session: Session, _context: Any, _instances: Any) -> None:
 
 
 def _write_log(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint is released: the transaction goes on, and so does noting
     session.flush()  # the last rows of the transaction are noted by the flush
     routers = session.info.pop(ROUTERS, set())
     networks = session.info.pop(NETWORKS, set())

@@ -168,16 +168,23 @@ class FloatingIPStore(AgentStore):
             if port is not None:
                 session.delete(port)
 
-    def router_floatingips(self, session: Session, router_id: str) -> list[dict[str, str]]:
-        rows = session.scalars(select(FloatingIP).where(FloatingIP.router_id == router_id))
-        return [
-            {
-                "id": r.id,
-                "floating_ip_address": r.floating_ip_address,
-                "fixed_ip_address": r.fixed_ip_address or "",
-            }
-            for r in rows
-        ]
+    @staticmethod
+    def routers_floatingips(
+        session: Session, router_ids: list[str]
+    ) -> dict[str, list[dict[str, str]]]:
+        """The floating IPs each of the routers maps, in one query."""
+        by_router: dict[str, list[dict[str, str]]] = {r: [] for r in router_ids}
+        rows = session.scalars(select(FloatingIP).where(FloatingIP.router_id.in_(router_ids)))
+        for r in rows:
+            assert r.router_id is not None
+            by_router[r.router_id].append(
+                {
+                    "id": r.id,
+                    "floating_ip_address": r.floating_ip_address,
+                    "fixed_ip_address": r.fixed_ip_address or "",
+                }
+            )
+        return by_router
 
 
 def _already_associated(values: dict[str, Any]) -> Conflict:

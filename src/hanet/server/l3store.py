@@ -51,10 +51,13 @@ class L3Store(PortStore):
 
     # Views --------------------------------------------------------------------------------
 
-    def _router_view(self, session: Session, row: Router) -> dict[str, Any]:
+    def _router_view(
+        self, session: Session, row: Router, ports: dict[str, Port] | None = None
+    ) -> dict[str, Any]:
+        """``ports``: gateway ports loaded already (a list of routers), else each is read."""
         gateway = None
         if row.gw_port_id is not None:
-            port = session.get(Port, row.gw_port_id)
+            port = (ports or {}).get(row.gw_port_id) or session.get(Port, row.gw_port_id)
             if port is not None:
                 gateway = {
                     "network_id": port.network_id,
@@ -308,14 +311,16 @@ class L3Store(PortStore):
             if not ctx.is_admin:
                 query = query.where(Router.project_id == ctx.project_id)
             rows = list(session.scalars(query))
-            # One query for every gateway port and its addresses, not one per router:
-            # _router_view then finds them in the session.
+            # One query for every gateway port and its addresses, not one per router (held
+            # here: the session keeps loaded rows only while something refers to them).
             gateways = [r.gw_port_id for r in rows if r.gw_port_id]
-            if gateways:
-                session.scalars(
+            ports = {
+                p.id: p
+                for p in session.scalars(
                     select(Port).where(Port.id.in_(gateways)).options(selectinload(Port.fixed_ips))
-                ).all()
-            return [self._router_view(session, r) for r in rows]
+                )
+            }
+            return [self._router_view(session, r, ports) for r in rows]
 
     def update_router(self, ctx: Context, router_id: str, values: dict[str, Any]) -> dict[str, Any]:
         with self.writes.begin() as session:

@@ -4,9 +4,16 @@ for tests and benchmarks that talk HTTP to a real server."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import sys
 import threading
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
+import yaml
 from aiohttp import web
 
 from hanet.server.agent_sync import Store
@@ -77,6 +84,57 @@ class ServerThread:
         self._thread.join(30)
         self._loop.close()
         self.store.dispose()
+
+    def client(self, token: str | None = None, project: str | None = None) -> ApiClient:
+        return ApiClient(self.url, token, project)
+
+
+class ServerProcess:
+    """The real ``hanet-server`` command in a child process on a free loopback port, as a
+    user runs it (``with ServerProcess(config, workdir) as server: server.url``): clients
+    in the caller's process then do not share the server's interpreter."""
+
+    def __init__(self, config: ServerConfig, workdir: Path) -> None:
+        self.workdir = workdir
+        with socket.socket() as probe:  # a free port; the server binds it a moment later
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.config = replace(config, bind=f"127.0.0.1:{port}")
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ServerProcess:
+        settings = asdict(self.config)
+        settings["tokens"] = {k: asdict(v) for k, v in self.config.tokens.items()}
+        path = self.workdir / "hanet-server.yaml"
+        path.write_text(yaml.safe_dump(settings))
+        log = (self.workdir / "hanet-server.log").open("wb")
+        argv = [sys.executable, "-m", "hanet.server.main", "--config", str(path)]
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hanet-server exited: {self.log()}")
+            try:
+                socket.create_connection(self.config.host_port, timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.__exit__()
+        raise RuntimeError(f"hanet-server did not listen within 60 s: {self.log()}")
+
+    def log(self) -> str:
+        return (self.workdir / "hanet-server.log").read_text(errors="replace")[-2000:]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
     def client(self, token: str | None = None, project: str | None = None) -> ApiClient:
         return ApiClient(self.url, token, project)

@@ -1,0 +1,67 @@
+"""Lists and agents' documents take a fixed number of queries, however many routers there
+are: a thousand routers must not mean a thousand round trips to PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+
+from hanet.server.client import ApiClient
+from hanet.server.store import Context
+from hanet.server.testing import ServerThread
+from tests.unit.server.test_api_core import make_net
+from tests.unit.server.test_api_routers import register
+
+
+@contextmanager
+def counting(server: ServerThread) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    engine = server.store.engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+def make_routers(admin: ApiClient, public: str, first: int, count: int) -> None:
+    for i in range(first, first + count):
+        _, subnet = make_net(admin, f"10.{i}.0.0/24")
+        gateway = {"network_id": public}
+        body = {"router": {"name": f"r{i}", "ha": True, "external_gateway_info": gateway}}
+        router = admin.post("/v2.0/routers", body).body["router"]
+        admin.put(f"/v2.0/routers/{router['id']}/add_router_interface", {"subnet_id": subnet})
+
+
+def queries(server: ServerThread, call: Callable[[], object]) -> int:
+    with counting(server) as statements:
+        call()
+    return len(statements)
+
+
+def test_router_list_and_agent_state_do_not_grow_with_routers(
+    server: ServerThread, admin: ApiClient
+) -> None:
+    agent = register(admin, "net0")
+    public, _ = make_net(admin, "100.64.0.0/16")
+    admin.put(f"/v2.0/networks/{public}", {"network": {"router:external": True}})
+    ctx = Context("admin-project", True)
+
+    def both() -> tuple[int, int]:
+        return (
+            queries(server, lambda: server.store.list_routers(ctx)),
+            queries(server, lambda: server.store.agent_state(agent, None)),
+        )
+
+    make_routers(admin, public, 0, 2)
+    few = both()
+    make_routers(admin, public, 2, 8)
+    assert len(server.store.agent_state(agent, None)["routers"]) == 10
+    assert both() == few
