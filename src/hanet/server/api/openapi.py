@@ -68,7 +68,10 @@ def describe(resources: dict[str, Any]) -> dict[str, Any]:
         }
         item_path["put"] = {
             "summary": f"Update a {name}",
-            "requestBody": {"content": {"application/json": {"schema": put_body}}},
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": put_body}},
+            },
             "responses": _responses("200", wrapped),
         }
         collection_path: dict[str, Any] = {
@@ -83,7 +86,10 @@ def describe(resources: dict[str, Any]) -> dict[str, Any]:
             }
             collection_path["post"] = {
                 "summary": f"Create a {name}",
-                "requestBody": {"content": {"application/json": {"schema": post_body}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": post_body}},
+                },
                 "responses": _responses("201", wrapped),
             }
         paths[f"/v2.0/{collection}"] = collection_path
@@ -107,7 +113,10 @@ def describe(resources: dict[str, Any]) -> dict[str, Any]:
             ],
             "put": {
                 "summary": action.replace("_", " "),
-                "requestBody": {"content": {"application/json": {"schema": interface}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": interface}},
+                },
                 "responses": _responses("200", {"type": "object"}),
             },
         }
