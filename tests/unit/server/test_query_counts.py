@@ -1,5 +1,6 @@
-"""Lists and agents' documents take a fixed number of queries, however many routers there
-are: a thousand routers must not mean a thousand round trips to PostgreSQL."""
+"""Lists and agents' documents (routers, DHCP networks) take a fixed number of queries,
+however many routers there are: a thousand routers must not mean a thousand round trips
+to PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hanet.server.client import ApiClient
 from hanet.server.store import Context
 from hanet.server.testing import ServerThread
 from tests.unit.server.test_api_core import make_net
+from tests.unit.server.test_api_dhcp import register_dhcp
 from tests.unit.server.test_api_routers import register
 
 
@@ -50,18 +52,24 @@ def test_router_list_and_agent_state_do_not_grow_with_routers(
     server: ServerThread, admin: ApiClient
 ) -> None:
     agent = register(admin, "net0")
+    dhcp = register_dhcp(admin, "dhcp0")
     public, _ = make_net(admin, "100.64.0.0/16")
     admin.put(f"/v2.0/networks/{public}", {"network": {"router:external": True}})
     ctx = Context("admin-project", True)
 
-    def both() -> tuple[int, int]:
+    def all_three() -> tuple[int, int, int]:
+        for network in admin.get("/v2.0/networks").body["networks"]:
+            # By hand (the server's watch may have placed some already: 409 then).
+            admin.post(f"/v2.0/agents/{dhcp}/dhcp-networks", {"network_id": network["id"]})
         return (
             queries(server, lambda: server.store.list_routers(ctx)),
             queries(server, lambda: server.store.agent_state(agent, None)),
+            queries(server, lambda: server.store.agent_state(dhcp, None)),
         )
 
     make_routers(admin, public, 0, 2)
-    few = both()
+    few = all_three()
     make_routers(admin, public, 2, 8)
     assert len(server.store.agent_state(agent, None)["routers"]) == 10
-    assert both() == few
+    assert all_three() == few
+    assert len(server.store.agent_state(dhcp, None)["networks"]) >= 10
