@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
 from hanet.server import changelog
 from hanet.server.api.errors import BadRequest, not_found
@@ -107,14 +107,7 @@ class Store(DhcpStore):
             .options(selectinload(Network.subnets))
             .order_by(Network.id)
         ).all()
-        ports: dict[str, list[Port]] = {}
-        for port in session.scalars(
-            select(Port)
-            .where(Port.network_id.in_(network_ids))
-            .options(selectinload(Port.fixed_ips))
-            .order_by(Port.created_at, Port.id)
-        ):
-            ports.setdefault(port.network_id, []).append(port)
+        ports = _ports_by(session, Port.network_id, network_ids)
         return [
             {
                 **network_view(row),
@@ -142,14 +135,7 @@ class Store(DhcpStore):
                 )
             )
         }
-        ports: dict[str, list[Port]] = {}
-        for port in session.scalars(
-            select(Port)
-            .where(Port.device_id.in_(router_ids))
-            .options(selectinload(Port.fixed_ips))
-            .order_by(Port.created_at, Port.id)
-        ):
-            ports.setdefault(port.device_id, []).append(port)
+        ports = _ports_by(session, Port.device_id, router_ids)
         subnet_ids = {a.subnet_id for of in ports.values() for p in of for a in p.fixed_ips}
         subnets = {
             s.id: s for s in session.scalars(select(Subnet).where(Subnet.id.in_(subnet_ids)))
@@ -346,3 +332,19 @@ def _agent_port(port: Port, subnets: dict[str, Subnet]) -> dict[str, Any]:
         "mac_address": port.mac_address,
         "fixed_ips": addresses,
     }
+
+
+def _ports_by(
+    session: Session, column: InstrumentedAttribute[str], values: list[str]
+) -> dict[str, list[Port]]:
+    """The ports whose ``column`` is one of ``values``, with their addresses, grouped by
+    it, in creation order: one query (and one for the addresses)."""
+    grouped: dict[str, list[Port]] = {}
+    for port in session.scalars(
+        select(Port)
+        .where(column.in_(values))
+        .options(selectinload(Port.fixed_ips))
+        .order_by(Port.created_at, Port.id)
+    ):
+        grouped.setdefault(getattr(port, column.key), []).append(port)
+    return grouped
