@@ -3,17 +3,28 @@ moving routers off agents that died. Same transaction contract as hanet.server.s
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
+from hanet.server import ipam
 from hanet.server.api.errors import Conflict, not_found
 from hanet.server.l3store import HA_INTERFACE, L3_AGENT, L3Store, _admin_only
-from hanet.server.models import Agent, Port, Router, RouterBinding, RouterEvent, utcnow
+from hanet.server.models import (
+    Agent,
+    IPAllocation,
+    Port,
+    Router,
+    RouterBinding,
+    RouterEvent,
+    Subnet,
+    utcnow,
+)
 from hanet.server.store import RETRIES, Context
 
 
@@ -212,8 +223,20 @@ class AgentStore(L3Store):
                     select(Router).where(Router.id.in_({b.router_id for b in bindings}))
                 )
             }
+            # The dead agents' HA ports, with their addresses, in one query.
+            for port in session.scalars(
+                select(Port)
+                .where(
+                    Port.device_id.in_(list(routers)),
+                    Port.device_owner == HA_INTERFACE,
+                    Port.host_id.in_([a.host for a in dead]),
+                )
+                .options(selectinload(Port.fixed_ips))
+            ):
+                session.delete(port)
             for binding in bindings:
-                self._drop_binding(session, routers[binding.router_id], binding)
+                session.delete(binding)
+                self._changed(session, binding.router_id)
                 self._event(
                     session,
                     binding.router_id,
@@ -242,14 +265,98 @@ class AgentStore(L3Store):
             return self._place_all(session, routers, "agents became available")
 
     def _place_all(self, session: Session, routers: list[Router], why: str) -> int:
-        """Schedule many routers in this one transaction: agents and loads are read once."""
+        """Schedule many routers in this one transaction, in a fixed number of statements
+        however many: agents, loads and places are read once, and every new row is written
+        in one flush (batched INSERTs)."""
         agents = self._alive_l3_agents(session)
         if not agents:
             return 0
         loads = self._l3_loads(session)
+        hosts = {a.id: a.host for a in agents}
+        bound: dict[str, list[RouterBinding]] = {r.id: [] for r in routers}
+        for binding in session.scalars(
+            select(RouterBinding).where(RouterBinding.router_id.in_(bound))
+        ):
+            bound[binding.router_id].append(binding)
+        ha_ports: list[tuple[Router, str]] = []
         placed = 0
         for router in routers:
-            for agent_id in self._schedule(session, router, agents, loads):
+            if len(bound[router.id]) >= self._places(router):
+                continue
+            for agent_id in self._bind(session, router, bound[router.id], agents, loads):
+                if router.ha:
+                    ha_ports.append((router, hosts[agent_id]))
                 self._event(session, router.id, "scheduled", agent_id, why)
                 placed += 1
-        return placed
+        session.flush()
+        for _ in range(RETRIES):
+            try:
+                with session.begin_nested():
+                    self._add_ha_ports(session, ha_ports)
+                return placed
+            except IntegrityError:
+                # Another writer took an address or MAC drawn here after it was read: draw
+                # again from what is used now; the places above stand.
+                continue
+        raise Conflict("could not draw free HA addresses and MACs", "IpAddressGenerationFailure")
+
+    def _add_ha_ports(self, session: Session, wanted: list[tuple[Router, str]]) -> None:
+        """HA ports for many (router, host) pairs at once, flushed: each HA network's
+        addresses and MACs in use are read once and fresh ones drawn here. A writer taking
+        the same address or MAC meanwhile makes the flush fail on a unique key (the caller
+        draws again)."""
+        by_network: dict[str, list[tuple[Router, str]]] = {}
+        for router, host in wanted:
+            assert router.ha_network_id is not None
+            by_network.setdefault(router.ha_network_id, []).append((router, host))
+        if not by_network:
+            return
+        subnets = session.scalars(select(Subnet).where(Subnet.network_id.in_(by_network)))
+        for subnet in subnets:
+            pairs = by_network[subnet.network_id]
+            used = set(
+                session.scalars(
+                    select(IPAllocation.ip_address).where(IPAllocation.subnet_id == subnet.id)
+                )
+            )
+            macs = set(
+                session.scalars(
+                    select(Port.mac_address).where(Port.network_id == subnet.network_id)
+                )
+            )
+            pools = [
+                (ipaddress.ip_address(p["start"]), ipaddress.ip_address(p["end"]))
+                for p in subnet.allocation_pools
+            ]
+            addresses = ipam.free_sample(pools, used, len(pairs))
+            if len(addresses) < len(pairs):
+                raise Conflict(
+                    f"No more IP addresses available on network {subnet.network_id}.",
+                    "IpAddressGenerationFailure",
+                )
+            for (router, host), address in zip(pairs, addresses, strict=True):
+                mac = ipam.random_mac()
+                while mac in macs:
+                    mac = ipam.random_mac()
+                macs.add(mac)
+                port = Port(
+                    id=str(uuid.uuid4()),
+                    mac_address=mac,
+                    project_id="",
+                    network_id=subnet.network_id,
+                    device_id=router.id,
+                    device_owner=HA_INTERFACE,
+                    host_id=host,
+                    status="ACTIVE",
+                    name=f"HA port tenant {router.project_id}",
+                )
+                port.fixed_ips.append(
+                    IPAllocation(
+                        subnet_id=subnet.id,
+                        ip_address=str(address),
+                        network_id=subnet.network_id,
+                        position=0,
+                    )
+                )
+                session.add(port)
+        session.flush()

@@ -97,6 +97,27 @@ def random_addresses(
             offset -= width
 
 
+def free_sample(
+    pools: list[Pool], used: set[str], count: int, rng: random.Random | None = None
+) -> list[IPAddress]:
+    """``count`` distinct free addresses, random when the pools are roomy (so that
+    concurrent writers rarely meet), else the first free ones; fewer if there are not."""
+    chosen: dict[str, IPAddress] = {}
+    if count <= 0:
+        return []
+    if pool_size(pools) >= 4 * (len(used) + count):
+        for candidate in random_addresses(pools, 20 * count + 100, rng):
+            if str(candidate) not in used:
+                chosen.setdefault(str(candidate), candidate)
+                if len(chosen) == count:
+                    return list(chosen.values())
+    for candidate in free_addresses(pools, used):
+        if len(chosen) == count:
+            break
+        chosen.setdefault(str(candidate), candidate)
+    return list(chosen.values())
+
+
 def in_pools(address: IPAddress, pools: Iterable[Pool]) -> bool:
     return any(int(start) <= int(address) <= int(end) for start, end in pools)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -257,14 +258,34 @@ class L3Store(PortStore):
     ) -> list[str]:
         """Fill the router's free places with the least-loaded alive L3 agents. A caller
         placing many routers passes ``agents`` and ``loads`` once; loads are kept current."""
-        wanted = self.max_l3_agents if row.ha else 1
         bound = session.scalars(
             select(RouterBinding).where(RouterBinding.router_id == row.id)
         ).all()
-        if len(bound) >= wanted:
+        if len(bound) >= self._places(row):
             return []
         agents = self._alive_l3_agents(session) if agents is None else agents
         loads = self._l3_loads(session) if loads is None else loads
+        hosts = {a.id: a.host for a in agents}
+        chosen = self._bind(session, row, bound, agents, loads)
+        for agent_id in chosen:
+            if row.ha:
+                self._add_ha_port(session, row, hosts[agent_id])
+        return chosen
+
+    def _places(self, row: Router) -> int:
+        return self.max_l3_agents if row.ha else 1
+
+    def _bind(
+        self,
+        session: Session,
+        row: Router,
+        bound: Sequence[RouterBinding],
+        agents: list[Agent],
+        loads: dict[str, int],
+    ) -> list[str]:
+        """Bind the router's free places to the least-loaded of ``agents`` (``loads`` kept
+        current); returns the agents chosen. HA ports are the caller's to add."""
+        wanted = self._places(row)
         chosen = placement.choose(
             [placement.Candidate(a.id, loads.get(a.id, 0), a.availability_zone) for a in agents],
             wanted - len(bound),
@@ -273,12 +294,9 @@ class L3Store(PortStore):
         )
         taken = {b.binding_index for b in bound}
         free_indexes = (i for i in range(1, wanted + 1) if i not in taken)
-        hosts = {a.id: a.host for a in agents}
         for agent_id, index in zip(chosen, free_indexes, strict=False):
             session.add(RouterBinding(router_id=row.id, agent_id=agent_id, binding_index=index))
             loads[agent_id] = loads.get(agent_id, 0) + 1
-            if row.ha:
-                self._add_ha_port(session, row, hosts[agent_id])
         if chosen:
             self._changed(session, row.id)
         return chosen

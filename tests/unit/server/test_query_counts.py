@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, update
 
 from hanet.server.client import ApiClient
+from hanet.server.config import ServerConfig
+from hanet.server.models import Agent, utcnow
 from hanet.server.store import Context
 from hanet.server.testing import ServerThread
 from tests.unit.server.test_api_core import make_net
@@ -73,3 +76,60 @@ def test_router_list_and_agent_state_do_not_grow_with_routers(
     assert len(server.store.agent_state(agent, None)["routers"]) == 10
     assert all_three() == few
     assert len(server.store.agent_state(dhcp, None)["networks"]) >= 10
+
+
+def test_moving_routers_off_a_dead_agent_takes_the_same_statements_for_more(
+    db_url: str,
+) -> None:
+    """Issue 4 §5: rescheduling is batched. The watch loop is slowed down so that only the
+    test decides when an agent is dead."""
+    config = ServerConfig(db=db_url, report_interval=100.0, agent_down_time=1000.0)
+    with ServerThread(config) as server:
+        admin = server.client()
+        agents = [register(admin, f"net{i}") for i in range(5)]  # a spare after two deaths
+
+        def kill_and_count(routers: int) -> tuple[int, int]:
+            for _ in range(routers):
+                admin.post("/v2.0/routers", {"router": {"ha": True}})
+            victim = max(agents, key=lambda a: len(hosted(admin, a)))
+            moved = len(hosted(admin, victim))
+            with server.store.writes.begin() as session:
+                session.execute(
+                    update(Agent)
+                    .where(Agent.id == victim)
+                    .values(heartbeat_at=utcnow() - timedelta(hours=1))
+                )
+            with counting_writes(server) as statements:
+                assert victim in server.store.reschedule_dead()
+            agents.remove(victim)
+            assert hosted(admin, victim) == []
+            # Row-at-a-time inserts of autoincrement rows (events, the change log) are local
+            # calls on SQLite; everything else, and all of it on PostgreSQL, is batched.
+            batched = [s for s in statements if server.store.engine.dialect.name == "postgresql"
+                       or not s.startswith("INSERT")]  # fmt: skip
+            return moved, len(batched)
+
+        few_moved, few = kill_and_count(3)
+        many_moved, many = kill_and_count(30)
+        assert many_moved > few_moved and many == few
+        for router in admin.get("/v2.0/routers").body["routers"]:
+            agents_of = admin.get(f"/v2.0/routers/{router['id']}/l3-agents").body["agents"]
+            assert len(agents_of) == min(3, len(agents))
+
+
+def hosted(admin: ApiClient, agent: str) -> list[dict[str, Any]]:
+    return list(admin.get(f"/v2.0/agents/{agent}/l3-routers").body["routers"])
+
+
+@contextmanager
+def counting_writes(server: ServerThread) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(server.store.writer, "before_cursor_execute", note)
+    try:
+        yield statements
+    finally:
+        event.remove(server.store.writer, "before_cursor_execute", note)
