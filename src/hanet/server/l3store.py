@@ -249,22 +249,16 @@ class L3Store(PortStore):
         counted = select(RouterBinding.agent_id, func.count()).group_by(RouterBinding.agent_id)
         return {agent_id: count for agent_id, count in session.execute(counted).all()}
 
-    def _schedule(
-        self,
-        session: Session,
-        row: Router,
-        agents: list[Agent] | None = None,
-        loads: dict[str, int] | None = None,
-    ) -> list[str]:
-        """Fill the router's free places with the least-loaded alive L3 agents. A caller
-        placing many routers passes ``agents`` and ``loads`` once; loads are kept current."""
+    def _schedule(self, session: Session, row: Router) -> list[str]:
+        """Fill one router's free places with the least-loaded alive L3 agents (many
+        routers at once: AgentStore._place_all)."""
         bound = session.scalars(
             select(RouterBinding).where(RouterBinding.router_id == row.id)
         ).all()
         if len(bound) >= self._places(row):
             return []
-        agents = self._alive_l3_agents(session) if agents is None else agents
-        loads = self._l3_loads(session) if loads is None else loads
+        agents = self._alive_l3_agents(session)
+        loads = self._l3_loads(session)
         hosts = {a.id: a.host for a in agents}
         chosen = self._bind(session, row, bound, agents, loads)
         for agent_id in chosen:
