@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from hanet.server import ipam
 from hanet.server.api.errors import Conflict, not_found
-from hanet.server.l3store import HA_INTERFACE, L3_AGENT, L3Store, _admin_only
+from hanet.server.l3store import HA_INTERFACE, L3_AGENT, L3Store, _admin_only, ha_port_fields
 from hanet.server.models import (
     Agent,
     IPAllocation,
@@ -339,17 +339,7 @@ class AgentStore(L3Store):
                 while mac in macs:
                     mac = ipam.random_mac()
                 macs.add(mac)
-                port = Port(
-                    id=str(uuid.uuid4()),
-                    mac_address=mac,
-                    project_id="",
-                    network_id=subnet.network_id,
-                    device_id=router.id,
-                    device_owner=HA_INTERFACE,
-                    host_id=host,
-                    status="ACTIVE",
-                    name=f"HA port tenant {router.project_id}",
-                )
+                port = Port(id=str(uuid.uuid4()), mac_address=mac, **ha_port_fields(router, host))
                 port.fixed_ips.append(
                     IPAllocation(
                         subnet_id=subnet.id,

@@ -298,16 +298,7 @@ class L3Store(PortStore):
     def _add_ha_port(self, session: Session, row: Router, host: str) -> None:
         network = session.get(Network, row.ha_network_id)
         assert network is not None
-        port = self._device_port(
-            session,
-            project_id="",
-            network_id=network.id,
-            device_id=row.id,
-            device_owner=HA_INTERFACE,
-            host_id=host,
-            status="ACTIVE",
-            name=f"HA port tenant {row.project_id}",
-        )
+        port = self._device_port(session, **ha_port_fields(row, host))
         self._allocate(session, network, port, None)
 
     def _router(self, session: Session, ctx: Context, router_id: str) -> Router:
@@ -466,6 +457,20 @@ def _admin_only(ctx: Context) -> None:
 
 def _when(moment: Any) -> str:
     return str(moment.replace(microsecond=0))
+
+
+def ha_port_fields(row: Router, host: str) -> dict[str, Any]:
+    """An HA port's columns, but its id and MAC: on the router's HA network, bound to the
+    agent's host."""
+    return {
+        "project_id": "",
+        "network_id": row.ha_network_id,
+        "device_id": row.id,
+        "device_owner": HA_INTERFACE,
+        "host_id": host,
+        "status": "ACTIVE",
+        "name": f"HA port tenant {row.project_id}",
+    }
 
 
 def _mac() -> str:
