@@ -42,6 +42,25 @@ def _responses(ok: str, body: dict[str, Any] | None) -> dict[str, Any]:
     return responses
 
 
+def _wrapped_body(name: str, spec: dict[str, attributes.Attr], creating: bool) -> dict[str, Any]:
+    """Neutron's request body: the resource's fields under its singular name."""
+    return {
+        "type": "object",
+        "required": [name],
+        "additionalProperties": False,
+        "properties": {name: _body(spec, creating)},
+    }
+
+
+def _write(summary: str, body: dict[str, Any], ok: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """An operation that takes a JSON body (required: an empty request is refused)."""
+    return {
+        "summary": summary,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+        "responses": _responses(ok, answer),
+    }
+
+
 def describe(resources: dict[str, Any]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for collection, resource in resources.items():
@@ -60,38 +79,16 @@ def describe(resources: dict[str, Any]) -> dict[str, Any]:
             "get": {"summary": f"Show a {name}", "responses": _responses("200", wrapped)},
             "delete": {"summary": f"Delete a {name}", "responses": _responses("204", None)},
         }
-        put_body = {
-            "type": "object",
-            "required": [name],
-            "additionalProperties": False,
-            "properties": {name: _body(spec, creating=False)},
-        }
-        item_path["put"] = {
-            "summary": f"Update a {name}",
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": put_body}},
-            },
-            "responses": _responses("200", wrapped),
-        }
+        item_path["put"] = _write(
+            f"Update a {name}", _wrapped_body(name, spec, creating=False), "200", wrapped
+        )
         collection_path: dict[str, Any] = {
             "get": {"summary": f"List {collection}", "responses": _responses("200", listed)}
         }
         if resource.creatable:
-            post_body = {
-                "type": "object",
-                "required": [name],
-                "additionalProperties": False,
-                "properties": {name: _body(spec, creating=True)},
-            }
-            collection_path["post"] = {
-                "summary": f"Create a {name}",
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": post_body}},
-                },
-                "responses": _responses("201", wrapped),
-            }
+            collection_path["post"] = _write(
+                f"Create a {name}", _wrapped_body(name, spec, creating=True), "201", wrapped
+            )
         paths[f"/v2.0/{collection}"] = collection_path
         paths[f"/v2.0/{collection}/{{id}}"] = item_path
     interface = {
@@ -111,14 +108,7 @@ def describe(resources: dict[str, Any]) -> dict[str, Any]:
                     "schema": {"type": "string", "format": "uuid"},
                 }
             ],
-            "put": {
-                "summary": action.replace("_", " "),
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": interface}},
-                },
-                "responses": _responses("200", {"type": "object"}),
-            },
+            "put": _write(action.replace("_", " "), interface, "200", {"type": "object"}),
         }
     return {
         "openapi": "3.0.3",
