@@ -132,7 +132,7 @@ class AgentStore(L3Store):
                 .where(RouterBinding.agent_id == agent_id)
                 .order_by(Router.created_at)
             )
-            return [self._router_view(session, r) for r in rows]
+            return self._router_views(session, list(rows))
 
     def bind_router(self, ctx: Context, agent_id: str, router_id: str) -> None:
         """POST /agents/{id}/l3-routers: place a router on this agent by hand."""

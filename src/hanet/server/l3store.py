@@ -313,17 +313,20 @@ class L3Store(PortStore):
             query = select(Router).order_by(Router.created_at, Router.id)
             if not ctx.is_admin:
                 query = query.where(Router.project_id == ctx.project_id)
-            rows = list(session.scalars(query))
-            # One query for every gateway port and its addresses, not one per router (held
-            # here: the session keeps loaded rows only while something refers to them).
-            gateways = [r.gw_port_id for r in rows if r.gw_port_id]
-            ports = {
-                p.id: p
-                for p in session.scalars(
-                    select(Port).where(Port.id.in_(gateways)).options(selectinload(Port.fixed_ips))
-                )
-            }
-            return [self._router_view(session, r, ports) for r in rows]
+            return self._router_views(session, list(session.scalars(query)))
+
+    def _router_views(self, session: Session, rows: list[Router]) -> list[dict[str, Any]]:
+        """Many routers' views: one query for every gateway port and its addresses, not one
+        per router (held here: the session keeps loaded rows only while something refers
+        to them)."""
+        gateways = [r.gw_port_id for r in rows if r.gw_port_id]
+        ports = {
+            p.id: p
+            for p in session.scalars(
+                select(Port).where(Port.id.in_(gateways)).options(selectinload(Port.fixed_ips))
+            )
+        }
+        return [self._router_view(session, r, ports) for r in rows]
 
     def update_router(self, ctx: Context, router_id: str, values: dict[str, Any]) -> dict[str, Any]:
         with self.writes.begin() as session:

@@ -60,21 +60,22 @@ def test_router_list_and_agent_state_do_not_grow_with_routers(
     admin.put(f"/v2.0/networks/{public}", {"network": {"router:external": True}})
     ctx = Context("admin-project", True)
 
-    def all_three() -> tuple[int, int, int]:
+    def all_four() -> tuple[int, int, int, int]:
         for network in admin.get("/v2.0/networks").body["networks"]:
             # By hand (the server's watch may have placed some already: 409 then).
             admin.post(f"/v2.0/agents/{dhcp}/dhcp-networks", {"network_id": network["id"]})
         return (
             queries(server, lambda: server.store.list_routers(ctx)),
+            queries(server, lambda: server.store.agent_routers(ctx, agent)),
             queries(server, lambda: server.store.agent_state(agent, None)),
             queries(server, lambda: server.store.agent_state(dhcp, None)),
         )
 
     make_routers(admin, public, 0, 2)
-    few = all_three()
+    few = all_four()
     make_routers(admin, public, 2, 8)
     assert len(server.store.agent_state(agent, None)["routers"]) == 10
-    assert all_three() == few
+    assert all_four() == few
     assert len(server.store.agent_state(dhcp, None)["networks"]) >= 10
 
 
