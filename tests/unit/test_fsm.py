@@ -193,8 +193,18 @@ def test_tie_break_higher_primary_address_wins_6_4_3() -> None:
     t = run_to_master(m)
     m.handle(advert(100, source=LOWER_ADDR), t + 0.1)
     assert m.state is State.MASTER
-    m.handle(advert(100, source=HIGHER_ADDR), t + 0.2)
+    actions = m.handle(advert(100, source=HIGHER_ADDR), t + 0.2)
     assert m.state is State.BACKUP
+    (change,) = [a for a in actions if isinstance(a, StateChanged)]
+    assert change.reason == "equal-priority master 10.0.0.3 (priority 100) with a higher address"
+
+
+def test_master_yielding_to_a_higher_priority_says_so() -> None:
+    m = machine()
+    t = run_to_master(m)
+    actions = m.handle(advert(200, source=LOWER_ADDR), t + 0.1)
+    (change,) = [a for a in actions if isinstance(a, StateChanged)]
+    assert change.reason == "higher priority master 10.0.0.1 (priority 200)"
 
 
 def test_tie_break_compares_ipv6_as_unsigned_integers() -> None:

@@ -419,7 +419,11 @@ class VrrpMachine:
             self.master_down_deadline = now + self.master_down_interval
             self.master_address = advert.source
             self.master_priority = advert.priority
-            reason = f"higher priority master {advert.source} (priority {advert.priority})"
+            if advert.priority > mine:
+                reason = f"higher priority master {advert.source} (priority {advert.priority})"
+            else:
+                reason = (f"equal-priority master {advert.source} (priority {advert.priority}) "
+                          f"with a higher address")  # fmt: skip
             return [*actions, ReleaseAddresses(), self._move(State.BACKUP, reason)]
         # Another master exists and will yield to us; hosts may have followed its GARPs.
         if self.params.lower_prio_no_advert:
