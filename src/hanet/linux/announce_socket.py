@@ -39,7 +39,16 @@ class Announcer:
 
     def announce(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
         if address.version == 4:
-            self._arp_socket().send(gratuitous_arp(self.mac, address))
+            arp = self._arp_socket()
+            frame = gratuitous_arp(self.mac, address)
+            try:
+                arp.send(frame)
+            except OSError:
+                # A packet socket is told ENETDOWN when its device goes down and keeps that
+                # error until the next send, which fails with it even though the device is
+                # up again (and so clears it). Sending once more tells a stale error from a
+                # real one: a device still down fails again, and that error is raised.
+                arp.send(frame)
             return
         info = address.packed + struct.pack("@I", self.ifindex)
         self._icmp6_socket().sendmsg(
