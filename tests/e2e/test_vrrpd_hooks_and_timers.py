@@ -67,21 +67,27 @@ def test_notify_backup_master_and_fault_follow_the_state(lan, daemons, tmp_path,
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_preempt_delay_holds_off_a_returning_higher_priority(lan, daemons, kind) -> None:
+def test_preempt_delay_holds_off_a_returning_higher_priority(lan, daemons, tmp_path, kind) -> None:
     """keepalived.conf(5) preempt_delay: a higher-priority backup leaves a lower-priority
     master alone for that many seconds after it starts, then preempts."""
-    top = "global_defs {\n  vrrp_version 3\n}\n"
+    delay = 3
+    script, log = hook(tmp_path)
+    top = "global_defs {\n  vrrp_version 3\n  script_user root\n}\n"
     r2 = daemons(kind, lan, "r2", top + instance(100))
     r2.wait_master(VIP4)
-    r1 = daemons(kind, lan, "r1", top + instance(200, "  preempt_delay 3\n"))
-    # For 1.5 s, well past a Master_Down_Interval (0.32 s) and well before the delay
-    # ends, r1 must stay a backup of the lower-priority r2: a property of a whole window.
-    end = time.monotonic() + 1.5
-    while time.monotonic() < end:
+    # r1 cannot start counting its preempt_delay before it is started: whatever the speed of
+    # the machine, it must not hold the address before `started + delay`.
+    started = time.monotonic()
+    hooks = f'  notify_backup "{script} backup"\n  notify_master "{script} master"\n'
+    r1 = daemons(kind, lan, "r1", top + instance(200, f"  preempt_delay {delay}\n{hooks}"))
+    wait_until(lambda: lines(log)[:1] == ["backup"], 10, "r1 to start as a backup")
+    # Without the delay r1 would preempt one Master_Down_Interval (0.32 s) after this.
+    while time.monotonic() < started + delay:
         assert not r1.holds(VIP4), "r1 preempted before preempt_delay"
-        assert r2.holds(VIP4)
+        assert r2.holds(VIP4), "the lower-priority master lost its address"
     r1.wait_master(VIP4, timeout=10)
     r2.wait_backup(VIP4)
+    assert lines(log) == ["backup", "master"]
 
 
 def watch_garps(lan, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
@@ -97,51 +103,58 @@ def garps(out: Path) -> list[float]:
     return [g["time"] for g in seen if g["ip"] == VIP4]
 
 
-def bursts(times: list[float], gap: float = 0.3) -> list[list[float]]:
-    groups: list[list[float]] = []
-    for t in times:
-        if groups and t - groups[-1][-1] < gap:
-            groups[-1].append(t)
-        else:
-            groups.append([t])
-    return groups
+def bursts(times: list[float], count: int) -> list[list[float]]:
+    """``times`` cut into ``count`` bursts at its widest gaps: which gaps part two bursts is
+    decided by comparing the gaps with each other, never with a fixed length of time."""
+    by_width = sorted(range(1, len(times)), key=lambda i: times[i] - times[i - 1])
+    cuts = sorted(by_width[len(times) - count :])
+    return [times[a:b] for a, b in zip([0, *cuts], [*cuts, len(times)], strict=True)]
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_gratuitous_arp_bursts_delay_and_refresh(lan, daemons, tmp_path, kind) -> None:
     """keepalived.conf(5), as keepalived 2.2.7 does it on the wire: on becoming master,
-    vrrp_garp_master_repeat GARPs; as many again vrrp_garp_master_delay later; and, counted
-    from becoming master, vrrp_garp_master_refresh_repeat GARPs every
-    vrrp_garp_master_refresh seconds."""
+    vrrp_garp_master_repeat GARPs; as many again vrrp_garp_master_delay later; and
+    vrrp_garp_master_refresh_repeat GARPs every vrrp_garp_master_refresh seconds."""
+    delay, refresh = 1, 2
     out = watch_garps(lan, tmp_path)
     text = (
         "global_defs {\n  vrrp_version 3\n  vrrp_garp_master_repeat 3\n"
-        "  vrrp_garp_master_delay 1\n  vrrp_garp_master_refresh 2\n"
+        f"  vrrp_garp_master_delay {delay}\n  vrrp_garp_master_refresh {refresh}\n"
         "  vrrp_garp_master_refresh_repeat 2\n}\n" + instance(200)
     )
     r1 = daemons(kind, lan, "r1", text)
     r1.wait_master(VIP4)
-    wait_until(lambda: len(garps(out)) >= 10, 15, "four bursts of GARPs")
-    found = bursts(garps(out))
-    assert [len(b) for b in found[:4]] == [3, 3, 2, 2], found
-    starts = [b[0] - found[0][0] for b in found[:4]]
-    assert 0.7 < starts[1] < 1.5  # vrrp_garp_master_delay
-    assert 1.7 < starts[2] < 2.5 and 3.7 < starts[3] < 4.5  # refresh, from becoming master
+    wait_until(lambda: len(garps(out)) >= 10, 30, "four bursts of GARPs")
+    found = bursts(garps(out)[:10], 4)
+    assert [len(b) for b in found] == [3, 3, 2, 2], found
+    first, again, refresh1, refresh2 = found
+    # Only relations, none that a slow machine can break (it makes bursts later, not
+    # earlier): the second burst waits for the delay instead of following the first at once,
+    # and the refreshes, which come after it, are spaced by the refresh period, not sent
+    # back to back. Half the configured time tells waiting from not waiting.
+    assert again[0] - first[-1] > delay / 2, found
+    assert refresh2[0] - refresh1[-1] > refresh / 2, found
 
 
 def test_garp_interval_spaces_each_burst(lan, daemons, tmp_path) -> None:
     """vrrp_garp_interval spaces the GARPs of a burst. hanet sends the configured
     vrrp_garp_master_repeat; keepalived 2.2.7 sends only two per burst once an interval
     is set (seen in the lab), which docs/vrrpd.md lists as a difference."""
+    repeat, interval = 4, 0.05
     out = watch_garps(lan, tmp_path)
     text = (
-        "global_defs {\n  vrrp_version 3\n  vrrp_garp_master_repeat 4\n"
-        "  vrrp_garp_master_delay 1\n  vrrp_garp_interval 0.05\n}\n" + instance(200)
+        f"global_defs {{\n  vrrp_version 3\n  vrrp_garp_master_repeat {repeat}\n"
+        f"  vrrp_garp_master_delay 1\n  vrrp_garp_interval {interval}\n}}\n" + instance(200)
     )
     r1 = daemons("vrrpd", lan, "r1", text)
     r1.wait_master(VIP4)
-    wait_until(lambda: len(garps(out)) >= 8, 10, "two bursts of GARPs")
-    found = bursts(garps(out))
-    assert [len(b) for b in found[:2]] == [4, 4], found
-    spacing = [b - a for a, b in zip(found[0], found[0][1:], strict=False)]
-    assert min(spacing) >= 0.04
+    wait_until(lambda: len(garps(out)) >= 2 * repeat, 10, "two bursts of GARPs")
+    found = bursts(garps(out)[: 2 * repeat], 2)
+    assert [len(b) for b in found] == [repeat, repeat], found
+    # Spread, not sent at one instant: each burst lasts a good part of what its intervals
+    # add up to. A lower bound with a wide margin, which a slow machine only makes easier
+    # to meet (it delays packets; the watcher's timestamps can only squeeze a burst if it
+    # stalls for most of it).
+    for burst in found:
+        assert burst[-1] - burst[0] > (repeat - 1) * interval / 2, found
