@@ -8,19 +8,57 @@ any threads (pyroute2 forks to open netlink sockets in other namespaces).
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import socket
 from collections.abc import Iterator
 
 from pyroute2 import netns
 
+NETNS_DIR = "/run/netns"
+
+
+class NamespaceNotFound(LookupError):
+    pass
+
+
+def _open(name: str) -> int:
+    """An fd of namespace ``name`` in /run/netns (what ``ip netns add`` makes).
+
+    Only a name: a path could reach any namespace, the host's own included.
+    """
+    if not name or "/" in name or name in (".", ".."):
+        raise NamespaceNotFound(f"network namespace {name!r} is not a name in {NETNS_DIR}")
+    try:
+        return os.open(f"{NETNS_DIR}/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NamespaceNotFound(f"network namespace {name!r} does not exist") from None
+
 
 @contextlib.contextmanager
 def inside(name: str | None) -> Iterator[None]:
-    """Run the block with the calling thread in namespace ``name`` (None: stay here)."""
+    """Run the block with the calling thread in namespace ``name`` (None: stay here).
+
+    A missing namespace is an error, never created: pyroute2's ``pushns(name)`` would make
+    one, and a typo would leave an empty namespace behind.
+    """
     if name is None:
         yield
         return
-    netns.pushns(name)
+    fd = _open(name)
+    try:
+        netns.pushns()  # only saves where we are
+        try:
+            netns.setns(fd)  # an fd: pyroute2 enters it and never creates anything
+        except OSError as exc:
+            netns.dropns()
+            if exc.errno != errno.EINVAL:
+                raise
+            # The file is there but is no namespace: one deleted while its name stayed.
+            raise NamespaceNotFound(f"network namespace {name!r} does not exist "
+                                    f"({NETNS_DIR}/{name} is not one)") from None  # fmt: skip
+    finally:
+        os.close(fd)
     try:
         yield
     finally:

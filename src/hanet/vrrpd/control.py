@@ -2,11 +2,11 @@
 
 Requests (``{"command": ...}``):
 - ``status``: every instance and script;
-- ``subscribe``: then a line per state change, until the client hangs up;
+- ``subscribe``: then a line per state change, until the client hangs up (see events.py);
 - ``add`` / ``change`` with ``name`` and ``instance`` (the keys of hanet's instance files),
   and ``remove`` with ``name``: instances managed at run time, by an agent for example.
 Every answer has ``ok``; a refused request has ``error`` saying where and why. A bad request
-never affects the daemon or its other clients.
+never affects the daemon or its other clients. The socket is 0600: only root may use it.
 """
 
 from __future__ import annotations
@@ -17,12 +17,20 @@ import json
 import logging
 import os
 import socket
+import stat
 from pathlib import Path
 from typing import Any, Protocol
+
+from hanet.linux.addresses import InterfaceNotFound
+from hanet.linux.netns import NamespaceNotFound
+from hanet.runtime.config import ConfigError
+from hanet.vrrpd.events import Subscription
 
 log = logging.getLogger(__name__)
 
 MAX_REQUEST = 1 << 20
+IDLE_TIMEOUT = 60.0
+BACKLOG = 1024  # an agent may open many connections at once; asyncio's default is 100
 
 
 class RequestError(ValueError):
@@ -34,71 +42,165 @@ class Controlled(Protocol):
     async def add_instance(self, name: str, entry: Any) -> None: ...
     async def change_instance(self, name: str, entry: Any) -> None: ...
     async def remove_instance(self, name: str) -> None: ...
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]: ...
-    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None: ...
+    def subscribe(self) -> Subscription: ...
+    def unsubscribe(self, subscription: Subscription) -> None: ...
 
 
-def _socket_in_use(path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+class ControlSocketError(RuntimeError):
+    pass
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
+             (stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"))  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "a device or other file")
+
+
+def _clear_stale(path: Path) -> None:
+    """Remove a socket nobody answers on; refuse anything else at ``path``."""
     try:
-        probe.connect(str(path))
-        return True
-    except OSError:
-        return False
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ControlSocketError(
+            f"control socket {path}: {_kind(mode)} is in the way; only a stale socket is "
+            "replaced (remove it, or give another --control-socket)"
+        )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        # A listener with a full backlog keeps connect() waiting: it is alive all the same.
+        probe.settimeout(1)
+        try:
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            pass  # nobody listens: a daemon that died left it
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise ControlSocketError(f"control socket {path}: cannot tell if it is in use: "
+                                     f"{exc.strerror or exc}") from None  # fmt: skip
+        else:
+            raise ControlSocketError(f"control socket {path} is in use by another daemon")
+    path.unlink()
+
+
+def _private_dir(directory: Path) -> None:
+    """Create the socket's directory 0700 if missing; one that exists is the user's choice."""
+    if directory.is_dir():
+        return
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700)
+    except FileExistsError:
+        if not directory.is_dir():
+            raise ControlSocketError(f"control socket directory {directory} is not a "
+                                     "directory") from None  # fmt: skip
+    except OSError as exc:
+        raise ControlSocketError(f"control socket directory {directory}: "
+                                 f"{exc.strerror or exc}") from None  # fmt: skip
+
+
+def bind_private(path: Path) -> socket.socket:
+    """A unix socket bound at ``path`` with mode 0600 from the moment it exists.
+
+    bind() creates the file with the process umask; chmod afterwards would leave a moment
+    in which others may connect. The umask is process-wide, but this runs at start-up,
+    before the daemon starts threads or scripts.
+    """
+    _private_dir(path.parent)
+    _clear_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    except OSError as exc:
+        sock.close()
+        raise ControlSocketError(f"control socket {path}: {exc.strerror or exc}") from None
     finally:
-        probe.close()
+        os.umask(old)
+    return sock
+
+
+# The answer to a request names the problem; a traceback in the log is for our own bugs.
+REFUSALS = (RequestError, ConfigError, InterfaceNotFound, NamespaceNotFound)
 
 
 class ControlServer:
-    def __init__(self, path: Path, target: Controlled) -> None:
+    """Serves ``target`` on ``path``. A client that sends nothing for ``idle_timeout``
+    seconds (or reads no answer for as long) is closed; subscribers only listen, and stay."""
+
+    def __init__(self, path: Path, target: Controlled, idle_timeout: float = IDLE_TIMEOUT,
+                 backlog: int = BACKLOG) -> None:  # fmt: skip
         self.path, self.target = path, target
+        self.idle_timeout, self.backlog = idle_timeout, backlog
         self.server: asyncio.base_events.Server | None = None
+        self.bound: tuple[int, int] | None = None  # (device, inode) of the socket we made
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
-            if _socket_in_use(self.path):
-                raise RuntimeError(f"control socket {self.path} is in use by another daemon")
-            self.path.unlink()
-        self.server = await asyncio.start_unix_server(
-            self._client, str(self.path), limit=MAX_REQUEST
-        )
-        os.chmod(self.path, 0o600)
+        sock = bind_private(self.path)
+        info = os.stat(self.path)
+        self.bound = (info.st_dev, info.st_ino)
+        try:
+            self.server = await asyncio.start_unix_server(
+                self._client, sock=sock, limit=MAX_REQUEST, backlog=self.backlog
+            )
+        except BaseException:
+            sock.close()
+            raise
 
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 1)
+        # Only our own socket: what a refused start found at the path stays where it was.
         with contextlib.suppress(OSError):
-            self.path.unlink()
+            info = os.lstat(self.path)
+            if (info.st_dev, info.st_ino) == self.bound:
+                self.path.unlink()
+        self.bound = None
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
                 try:
-                    line = await reader.readline()
+                    line = await asyncio.wait_for(reader.readline(), self.idle_timeout)
                 except (ValueError, asyncio.LimitOverrunError):
-                    await _send(writer, {"ok": False, "error": "request longer than 1 MiB"})
+                    await self._send(writer, {"ok": False, "error": "request longer than 1 MiB"})
+                    return
+                except TimeoutError:
+                    log.debug("control client idle for %g s: closed", self.idle_timeout)
+                    error = f"no request for {self.idle_timeout:g} s: closing"
+                    await self._send(writer, {"ok": False, "error": error})
                     return
                 if not line:
                     return
                 try:
                     request = _parse(line)
-                    if request["command"] == "subscribe":
-                        await self._stream(writer)
-                        return
-                    answer = await self._handle(request)
                 except RequestError as exc:
-                    answer = {"ok": False, "error": str(exc)}
-                except Exception as exc:  # a failing request must not take the daemon down
-                    log.exception("control request failed")
-                    answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-                await _send(writer, answer)
-        except (ConnectionError, OSError):
-            return
+                    await self._send(writer, {"ok": False, "error": str(exc)})
+                    continue
+                if request["command"] == "subscribe":
+                    await self._stream(reader, writer)
+                    return
+                await self._send(writer, await self._answer(request))
+        except (ConnectionError, OSError) as exc:  # TimeoutError is an OSError
+            log.debug("control client gone: %s", exc or type(exc).__name__)
         finally:
             writer.close()
+
+    async def _send(self, writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
+        """Answer a request; a client that reads nothing for the idle timeout is dropped."""
+        await asyncio.wait_for(_send(writer, message), self.idle_timeout)
+
+    async def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self._handle(request)
+        except REFUSALS as exc:
+            return {"ok": False, "error": str(exc)}
+        except Exception as exc:  # a failing request must not take the daemon down
+            log.exception("control request failed")
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
     async def _handle(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request["command"]
@@ -118,14 +220,34 @@ class ControlServer:
                 await self.target.change_instance(name, request["instance"])
         return {"ok": True}
 
-    async def _stream(self, writer: asyncio.StreamWriter) -> None:
-        queue = self.target.subscribe()
+    async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Events until the subscriber hangs up, which it may do at any time: no error."""
+        subscription = self.target.subscribe()
+        log.info("control subscriber %d joined", subscription.number)
+        # A subscriber only listens: its end of file is how it says goodbye, and noticing it
+        # at once frees its queue even when no event comes to fail on.
+        hangup = asyncio.ensure_future(_until_eof(reader))
         try:
             await _send(writer, {"ok": True})
             while True:
-                await _send(writer, await queue.get())
+                getter = asyncio.ensure_future(subscription.get())
+                await asyncio.wait({getter, hangup}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    return
+                await _send(writer, getter.result())
+        except (ConnectionError, OSError):
+            return
         finally:
-            self.target.unsubscribe(queue)
+            hangup.cancel()
+            self.target.unsubscribe(subscription)
+            log.info("control subscriber %d left", subscription.number)
+
+
+async def _until_eof(reader: asyncio.StreamReader) -> None:
+    with contextlib.suppress(ConnectionError, OSError):
+        while await reader.read(4096):
+            pass
 
 
 COMMANDS = {"status", "subscribe", "add", "change", "remove"}

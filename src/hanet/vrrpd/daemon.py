@@ -20,6 +20,7 @@ from hanet.runtime.instance import Instance
 from hanet.runtime.service import VrrpService
 from hanet.vrrp import State, StateChanged
 from hanet.vrrpd.control import ControlServer, RequestError
+from hanet.vrrpd.events import EventHub, Subscription
 from hanet.vrrpd.mapping import runtime_instances
 from hanet.vrrpd.metrics import MetricsServer
 from hanet.vrrpd.paths import PidFile
@@ -28,8 +29,6 @@ from hanet.vrrpd.sync import SyncGroups
 from hanet.vrrpd.trackers import Trackers
 
 log = logging.getLogger(__name__)
-
-SUBSCRIBER_QUEUE = 1000
 
 
 def load(path: Path, report: bool = True) -> tuple[KeepalivedConfig, list[InstanceConfig]]:
@@ -52,7 +51,7 @@ class Vrrpd:
         self.service: VrrpService | None = None
         self.model = KeepalivedConfig()
         self.file_instances: set[str] = set()
-        self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.subscribers = EventHub()
         self.stopping = asyncio.Event()
         self.reload_lock = asyncio.Lock()
         self.runner = ScriptRunner()
@@ -141,9 +140,7 @@ class Vrrpd:
             "reason": change.reason,
             "priority": instance.machine.priority,
         }
-        for queue in self.subscribers:
-            if queue.qsize() < SUBSCRIBER_QUEUE:
-                queue.put_nowait(event)
+        self.subscribers.publish(event)
         self._notify(instance, change.new)
         self.sync.on_state(instance.name, change)
 
@@ -178,6 +175,7 @@ class Vrrpd:
             "instances": instances,
             "scripts": scripts,
             "script_counters": dict(self.runner.counters),
+            "control": self.subscribers.status(),
         }
 
     def _runtime_config(self, name: str, entry: Any) -> InstanceConfig:
@@ -205,10 +203,8 @@ class Vrrpd:
             raise RequestError(f"no run-time instance {name} (file instances change on reload)")
         await self.service.remove(name)
 
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.subscribers.add(queue)
-        return queue
+    def subscribe(self) -> Subscription:
+        return self.subscribers.subscribe()
 
-    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        self.subscribers.discard(queue)
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self.subscribers.unsubscribe(subscription)
