@@ -135,8 +135,7 @@ def test_an_existing_directory_is_left_as_it_is(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(shared).st_mode) == 0o755
 
 
-def test_listen_backlog_is_raised(tmp_path: Path) -> None:
-    path = tmp_path / "control.sock"
+def test_listen_backlog_is_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
     original = socket.socket.listen
 
@@ -144,12 +143,9 @@ def test_listen_backlog_is_raised(tmp_path: Path) -> None:
         seen.append(backlog)
         original(self, backlog)
 
-    socket.socket.listen = listen  # type: ignore[method-assign]
-    try:
-        serve(path, lambda server: asyncio.sleep(0))
-    finally:
-        socket.socket.listen = original  # type: ignore[method-assign]
-    assert seen and seen[0] >= 1024
+    monkeypatch.setattr(socket.socket, "listen", listen)
+    serve(tmp_path / "control.sock", lambda server: asyncio.sleep(0))
+    assert seen == [1024]  # asyncio's default is 100; an agent may open many at once
 
 
 def test_an_idle_client_is_closed_and_told_why(tmp_path: Path) -> None:
