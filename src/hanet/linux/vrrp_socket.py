@@ -20,12 +20,18 @@ TOS_NETWORK_CONTROL = 0xC0
 RECV_BUFFER = 65535
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 RECEIVE_SOCKET_BUFFER = 4 << 20  # bytes; about 5,000 adverts of the kernel's truesize
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
+OVERFLOW_SPACE = socket.CMSG_SPACE(4)  # SO_RXQ_OVFL's u32
 
 
 class VrrpSocket:
     def __init__(self, ifname: str, ifindex: int, family: int) -> None:
         self.ifname, self.ifindex, self.family = ifname, ifindex, family
         self._prepared: dict[tuple[IPAddress, IPAddress], tuple[Any, int, Any]] = {}
+        # Packets the kernel dropped because our receive buffer was full: as it last said
+        # (a u32 that counts from the socket's opening), and how many nobody took yet.
+        self._overflow_mark = 0
+        self.overflows = 0
         self.sock = socket.socket(family, socket.SOCK_RAW, PROTOCOL_VRRP)
         try:
             self._configure()
@@ -42,6 +48,8 @@ class VrrpSocket:
             s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_SOCKET_BUFFER)
         except PermissionError:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_SOCKET_BUFFER)
+        # What overflows the buffer never reaches us: have the kernel say how much it dropped.
+        s.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
         if self.family == socket.AF_INET:
             mreqn = struct.pack("4s4si", GROUP_V4.packed, bytes(4), self.ifindex)
             s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
@@ -100,15 +108,23 @@ class VrrpSocket:
         """Up to ``limit`` waiting packets, each a whole IP packet; [] when none wait.
 
         One call per wake-up rather than per packet: under load the per-call overhead, and
-        the exception that ends every drain, are paid once for a whole burst."""
+        the exception that ends every drain, are paid once for a whole burst. Drops the
+        kernel reported meanwhile are added to ``overflows``."""
         if self.family != socket.AF_INET:
             packets: list[bytes] = []
             while len(packets) < limit and (packet := self.receive()) is not None:
                 packets.append(packet)
             return packets
-        recv, packets = self.sock.recv, list[bytes]()
+        # The kernel stamps each packet with its drop count when it queues it, so the first
+        # packet's count covers every drop before it, and drops among the rest are told by
+        # the first packet of a later batch. One recvmsg per wake-up, then: it costs about
+        # twice a recv.
+        first = self.receive()
+        if first is None:
+            return []
+        recv, packets = self.sock.recv, [first]
         try:
-            for _ in range(limit):
+            for _ in range(limit - 1):
                 packets.append(recv(RECV_BUFFER))  # raw IPv4 sockets deliver the IP header
         except (BlockingIOError, InterruptedError):
             pass
@@ -118,13 +134,31 @@ class VrrpSocket:
         """One packet as a whole IP packet, or None when nothing is waiting."""
         try:
             if self.family == socket.AF_INET:
-                return self.sock.recv(RECV_BUFFER)  # raw IPv4 sockets deliver the IP header
+                data, ancillary, _flags, _peer = self.sock.recvmsg(RECV_BUFFER, OVERFLOW_SPACE)
+                if ancillary:
+                    self._note_overflow(ancillary)
+                return data
             data, ancillary, _flags, peer = self.sock.recvmsg(
-                RECV_BUFFER, socket.CMSG_SPACE(64) * 2
+                RECV_BUFFER, socket.CMSG_SPACE(64) * 2 + OVERFLOW_SPACE
             )
         except (BlockingIOError, InterruptedError):
             return None
+        if len(ancillary) > 2:  # more than the hop limit and the packet info
+            self._note_overflow(ancillary)
         return _rebuild_ipv6_header(data, ancillary, peer[0])
+
+    def _note_overflow(self, ancillary: list[tuple[int, int, bytes]]) -> None:
+        """The kernel attaches its drop count to each packet once it is not zero."""
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(data) >= 4:
+                mark = struct.unpack("@I", data[:4])[0]
+                self.overflows += (mark - self._overflow_mark) % (1 << 32)
+                self._overflow_mark = mark
+
+    def take_overflows(self) -> int:
+        """Packets the kernel dropped since the last call, as far as it has told us."""
+        count, self.overflows = self.overflows, 0
+        return count
 
 
 def _rebuild_ipv6_header(

@@ -13,6 +13,7 @@ from hanet.linux import addresses as netaddr
 from hanet.linux.announce_socket import Announcer
 from hanet.linux.netns import inside
 from hanet.linux.vrrp_socket import VrrpSocket
+from hanet.runtime.droplog import DropLog
 from hanet.runtime.pacing import BurstPacer
 from hanet.vrrp import AdvertReceived
 from hanet.vrrp.announce import mac_bytes
@@ -35,6 +36,7 @@ class Link:
         self.announcers: dict[str, Announcer] = {}  # by device: the VRRP one and any other
         self.pacer = BurstPacer()
         self.resume: asyncio.TimerHandle | None = None  # a hold-off of the pacer
+        self.drops = DropLog(ifname)  # log lines of what its instances drop, rate-limited
 
     async def open(self, vips: set[str]) -> None:
         self.ipr = await netaddr.open_netlink(self.netns)

@@ -16,6 +16,7 @@ from typing import Any
 from hanet.linux import accept_filter
 from hanet.runtime import placement
 from hanet.runtime.config import ConfigError, InstanceConfig
+from hanet.runtime.droplog import RECEIVE_BUFFER_OVERFLOW
 from hanet.runtime.instance import Instance
 from hanet.runtime.link import Link
 from hanet.runtime.scheduler import SLACK, Scheduler
@@ -236,6 +237,11 @@ class VrrpService:
         dated = now if held_since is None else held_since
         for packet in packets:
             self._on_packet(link, packet, dated)
+        sock = link.socket
+        if sock is not None and sock.overflows:  # the kernel dropped some: buffer full
+            dropped = sock.take_overflows()
+            self._count_on_link(link, RECEIVE_BUFFER_OVERFLOW, dropped)
+            link.drops.overflowed(dropped, now)
         self.scheduler.settle()
         resume_at = link.pacer.drained(now, len(packets))
         if resume_at is not None and link.socket is not None:
@@ -266,15 +272,17 @@ class VrrpService:
             advert = decode_ip_packet(packet)
         except DecodeError as exc:
             self._count_on_link(link, exc.reason)
-            log.debug("%s: dropped: %s", link.ifname, exc)
+            link.drops.malformed(exc.reason, packet, str(exc), now)
             return
         instance = link.instances.get(advert.vrid)
         if instance is None:
             self._count_on_link(link, VRID_NOT_OURS)
+            link.drops.foreign(VRID_NOT_OURS, advert, now)
             return
         reason = drop_reason(advert, instance.policy)
         if reason is not None:
             instance.counters.drops[reason] += 1
+            link.drops.refused(instance.name, reason, advert, instance.policy, now)
             return
         instance.counters.adverts_received += 1
         event = AdvertReceived(advert.priority, advert.advert_int_cs, advert.source)
@@ -285,10 +293,11 @@ class VrrpService:
         self._apply(instance, instance.machine.handle(event, now))
 
     @staticmethod
-    def _count_on_link(link: Link, reason: str) -> None:
-        # A packet that belongs to no instance is counted on every instance of its interface.
+    def _count_on_link(link: Link, reason: str, count: int = 1) -> None:
+        # A packet that belongs to no instance (or that the kernel dropped before anyone
+        # could tell whose it was) is counted on every instance of its interface.
         for instance in link.instances.values():
-            instance.counters.drops[reason] += 1
+            instance.counters.drops[reason] += count
 
     # Timers and actions -------------------------------------------------------------------
 
