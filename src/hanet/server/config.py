@@ -35,6 +35,9 @@ class ServerConfig:
     dhcp_agents_per_network: int = 2
     report_interval: float = 1.0
     agent_down_time: float = 3.0
+    # Seconds a connection may sit idle, take to send a request's headers, or take to send
+    # its body: a client that stalls is cut off rather than holding a connection forever.
+    client_timeout: float = 30.0
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -80,6 +83,8 @@ def check(values: dict[str, Any], where: str) -> ServerConfig:
         raise ServerConfigError(f"{where}: bind: expected HOST:PORT") from None
     if config.max_l3_agents_per_router < 1 or config.dhcp_agents_per_network < 1:
         raise ServerConfigError(f"{where}: agents per router / network must be at least 1")
+    if config.client_timeout <= 0:
+        raise ServerConfigError(f"{where}: client_timeout must be positive")
     if config.agent_down_time <= config.report_interval:
         raise ServerConfigError(f"{where}: agent_down_time must exceed report_interval")
     return config

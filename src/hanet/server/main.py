@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from hanet.server.api.app import make_app
+from hanet.server.api.app import make_app, server_options
 from hanet.server.config import ServerConfigError, load_config
 from hanet.server.database import make_engine, upgrade
 from hanet.server.testing import store_for
@@ -44,7 +44,7 @@ def main(
         config.bind,
         engine.url.render_as_string(hide_password=True),
     )
-    web.run_app(app, host=host, port=port, print=None)
+    web.run_app(app, host=host, port=port, print=None, **server_options(config))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import yaml
 from aiohttp import web
 
 from hanet.server.agent_sync import Store
-from hanet.server.api.app import make_app
+from hanet.server.api.app import make_app, server_options
 from hanet.server.client import ApiClient
 from hanet.server.config import ServerConfig
 from hanet.server.database import make_engine, upgrade
@@ -67,7 +67,8 @@ class ServerThread:
         self._loop.run_forever()
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(make_app(self.store, self.config))
+        app = make_app(self.store, self.config)
+        self._runner = web.AppRunner(app, **server_options(self.config))
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

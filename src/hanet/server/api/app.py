@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from aiohttp import web
 from sqlalchemy.exc import OperationalError
 
 from hanet.server.agent_sync import Store
-from hanet.server.api import attributes, listing
+from hanet.server.api import attributes, body, listing
 from hanet.server.api.errors import BadRequest, NeutronError, NotFound, ServiceUnavailable
 from hanet.server.api.validate import short, uuid_string
 from hanet.server.config import ServerConfig
@@ -91,6 +90,14 @@ def error_response(error: NeutronError) -> web.Response:
     return web.json_response(error.body(), status=error.status)
 
 
+class ClientGone(Exception):
+    """The client hung up before its request was read whole."""
+
+
+class BodyStalled(Exception):
+    """The client did not send its whole body within client_timeout."""
+
+
 @web.middleware
 async def neutron_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -98,7 +105,26 @@ async def neutron_errors(request: web.Request, handler: Handler) -> web.StreamRe
     except NeutronError as error:
         return error_response(error)
     except web.HTTPRequestEntityTooLarge:
-        return error_response(BadRequest("Request body too large", "HTTPRequestEntityTooLarge"))
+        too_large = NeutronError(
+            f"Request is too large: larger than {MAX_BODY} bytes", "HTTPRequestEntityTooLarge"
+        )
+        too_large.status = 413
+        return error_response(too_large)
+    except ClientGone:
+        # Nobody is left to answer: a note, not a failure. 499 only reaches the access log.
+        log.info("%s %s: the client disconnected mid-request", request.method, request.path)
+        return web.Response(status=499)
+    except BodyStalled:
+        stalled = NeutronError("Request body not received in time", "HTTPRequestTimeout")
+        stalled.status = 408
+        answer = error_response(stalled)
+        # Answered and then cut off: aiohttp would otherwise wait lingering_time more for
+        # the rest of a body that is not coming.
+        await answer.prepare(request)
+        await answer.write_eof()
+        if request.transport is not None:
+            request.transport.close()
+        return answer
     except web.HTTPNotFound:
         return error_response(
             NotFound(f"The resource could not be found: {short(request.path)}", "HTTPNotFound")
@@ -122,6 +148,7 @@ def context_of(request: web.Request) -> Context:
     config = request.app[CONFIG]
     if config.auth == "noauth":
         project = request.headers.get("X-Project-Id", config.noauth_project)
+        body.check_text("X-Project-Id", project)  # aiohttp keeps bytes not UTF-8 as surrogates
         return Context(project, is_admin=True)
     token = request.headers.get("X-Auth-Token")
     entry = config.tokens.get(token or "")
@@ -133,11 +160,16 @@ def context_of(request: web.Request) -> Context:
 
 
 async def read_body(request: web.Request) -> Any:
-    raw = await request.read()
+    """The request's JSON body (see hanet.server.api.body), read within client_timeout."""
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("Malformed request body: not JSON") from None
+        async with asyncio.timeout(request.app[CONFIG].client_timeout):
+            raw = await request.read()
+    except TimeoutError:
+        log.info("%s %s: the client stalled sending its body", request.method, request.path)
+        raise BodyStalled from None
+    except ConnectionError:
+        raise ClientGone from None
+    return body.decode(raw)
 
 
 TRANSIENT_TRIES = 8
@@ -269,6 +301,13 @@ async def openapi(request: web.Request) -> web.Response:
     from hanet.server.api.openapi import describe
 
     return web.json_response(describe(RESOURCES))
+
+
+def server_options(config: ServerConfig) -> dict[str, Any]:
+    """aiohttp's connection settings, for web.run_app and web.AppRunner alike. aiohttp closes
+    a connection that has not sent a request's whole headers keepalive_timeout after it
+    opened or was last answered: that bounds idle connections and stalled headers both."""
+    return {"keepalive_timeout": config.client_timeout}
 
 
 def make_app(store: Store, config: ServerConfig) -> web.Application:

@@ -34,7 +34,7 @@ def _responses(ok: str, body: dict[str, Any] | None) -> dict[str, Any]:
     responses: dict[str, Any] = {ok: {"description": "done"}}
     if body is not None:
         responses[ok]["content"] = {"application/json": {"schema": body}}
-    for status in ("400", "401", "403", "404", "409", "503"):
+    for status in ("400", "401", "403", "404", "408", "409", "413", "503"):
         responses[status] = {
             "description": "NeutronError",
             "content": {"application/json": {"schema": ERROR}},
