@@ -47,8 +47,9 @@ def vrrpd(
 
     SIGHUP reloads (unchanged instances keep their state), SIGTERM stops with priority 0.
     """
-    from hanet.vrrpd.daemon import Vrrpd, load
+    from hanet.vrrpd.daemon import Vrrpd
     from hanet.vrrpd.paths import default_control_socket, default_pid_file
+    from hanet.vrrpd.reader import load
 
     try:
         model, configs = load(config_file, report=not check)

@@ -15,10 +15,12 @@ from typing import Any
 
 from hanet.linux import accept_filter
 from hanet.runtime import placement
+from hanet.runtime.changes import ChangeSet, apply_changes
 from hanet.runtime.config import ConfigError, InstanceConfig
 from hanet.runtime.droplog import RECEIVE_BUFFER_OVERFLOW
 from hanet.runtime.instance import Instance
 from hanet.runtime.link import Link
+from hanet.runtime.ownership import AddressKey, address_keys, check_instance_set
 from hanet.runtime.scheduler import SLACK, Scheduler
 from hanet.vrrp import (
     AdvertReceived,
@@ -47,15 +49,20 @@ RECEIVE_BATCH = 256  # packets per wake-up and link
 TIMEOUT = Timeout()
 
 Listener = Callable[["Instance", StateChanged], None]
+LinkKey = tuple[str | None, str, int]
 
 
 class VrrpService:
     def __init__(self, configs: list[InstanceConfig]) -> None:
         self.configs = configs
-        self.links: dict[tuple[str | None, str, int], Link] = {}
+        self.links: dict[LinkKey, Link] = {}
         self.instances: dict[str, Instance] = {}
         self.listeners: list[Listener] = []
         self.loop: asyncio.AbstractEventLoop | None = None
+        # Who holds each address; hanet.runtime.changes keeps it to one owner per address.
+        self.owners: dict[AddressKey, str] = {}
+        # Links a change set opened ahead: kept open while their instances are replaced.
+        self.pinned: set[LinkKey] = set()
         self._scheduler: Scheduler | None = None
 
     # Start, stop and changes at run time --------------------------------------------------
@@ -69,6 +76,7 @@ class VrrpService:
     async def start(self) -> None:
         """Open every socket, then start every instance. Nothing starts if one fails."""
         self.loop = asyncio.get_running_loop()
+        check_instance_set(self.configs)
         await self.add_many(self.configs)
 
     async def stop(self) -> None:
@@ -109,24 +117,28 @@ class VrrpService:
 
     async def update(self, config: InstanceConfig) -> None:
         """Apply a changed configuration. If the instance's identity on the wire is the same
-        it keeps its state (a reload never forfeits mastership); otherwise it restarts."""
+        it keeps its state (a reload never forfeits mastership); otherwise it restarts. All
+        or nothing: see hanet.runtime.changes."""
+        await apply_changes(self, ChangeSet(change=(config,)))
+
+    async def update_in_place(self, config: InstanceConfig) -> None:
+        """A change that keeps the instance's identity on the wire, and so its state."""
         instance = self.instances[config.name]
         old = instance.config
-        if identity(old) != identity(config):
-            await self.remove(config.name)
-            await self.add(config)
-            return
+        assert identity(old) == identity(config)
         await self._settle(instance)
         if old.filters_traffic:
             await accept_filter.remove(old.netns, instance.filter_chain)
+        self._disown(instance)
         instance.reconfigure(config)
+        self._own(instance)
         instance.link.accepted.clear()
         if old.priority != config.priority:
             self.set_priority(config.name, config.priority)  # trackers may refine it
         if config.filters_traffic:
             await accept_filter.install(config.netns, instance.filter_chain, config.addresses)
         if instance.has_addresses:
-            gone_vips = tuple(v for v in old.vips if v not in config.vips)
+            gone_vips = self._unowned(instance, (v for v in old.vips if v not in config.vips))
             gone_routes = tuple(r for r in old.routes if r not in config.routes)
             gone_rules = tuple(r for r in old.rules if r not in config.rules)
             errors = instance.counters.errors
@@ -151,8 +163,32 @@ class VrrpService:
         event = FaultChanged(faulty, reason)
         self._apply(instance, instance.machine.handle(event, self.loop.time()))
 
-    async def _prepare(self, config: InstanceConfig) -> Instance:
-        """Open what the instance needs; on failure nothing of it is left."""
+    async def open_links(self, configs: list[InstanceConfig]) -> set[LinkKey]:
+        """Open, and pin, every link these instances need that is not open yet: a change
+        set checks interfaces, namespaces and sockets before it changes anything running.
+        On failure the links it opened are closed again and nothing else has changed."""
+        pinned: set[LinkKey] = set()
+        try:
+            for config in configs:
+                key = (config.netns, config.interface, config.family)
+                if key not in self.links:
+                    await self._link_for(config)
+                    self.pinned.add(key)
+                    pinned.add(key)
+        except BaseException:
+            self.unpin(pinned)
+            raise
+        return pinned
+
+    def unpin(self, keys: set[LinkKey]) -> None:
+        """Let go of pinned links; one that no instance ended up using is closed."""
+        self.pinned -= keys
+        for key in keys:
+            link = self.links.get(key)
+            if link is not None and not link.instances:
+                self._close_link(link)
+
+    async def _link_for(self, config: InstanceConfig) -> Link:
         assert self.loop is not None
         key = (config.netns, config.interface, config.family)
         link = self.links.get(key)
@@ -166,11 +202,17 @@ class VrrpService:
             self.links[key] = link
             assert link.socket is not None
             self.loop.add_reader(link.socket.fileno(), self._on_readable, link)
+        return link
+
+    async def _prepare(self, config: InstanceConfig) -> Instance:
+        """Open what the instance needs; on failure nothing of it is left."""
+        link = await self._link_for(config)
         if config.vrid in link.instances:
             raise ConfigError(f"vrid {config.vrid} on {config.interface} is in use")
         instance = Instance(config, link)
         link.instances[config.vrid] = instance
         self.instances[config.name] = instance
+        self._own(instance)
         if config.filters_traffic:
             try:
                 await accept_filter.install(config.netns, instance.filter_chain, config.addresses)
@@ -201,14 +243,40 @@ class VrrpService:
                 await accept_filter.remove(instance.config.netns, instance.filter_chain)
             except accept_filter.FilterError as exc:
                 log.error("%s: %s", instance.name, exc)
-        link.instances.pop(instance.config.vrid, None)
+        if link.instances.get(instance.config.vrid) is instance:
+            del link.instances[instance.config.vrid]
         link.accepted.clear()
-        self.instances.pop(instance.name, None)
-        if not link.instances:
-            if link.socket is not None and self.loop is not None:
-                self.loop.remove_reader(link.socket.fileno())
-            link.close()
-            self.links.pop((link.netns, link.ifname, link.family), None)
+        if self.instances.get(instance.name) is instance:
+            del self.instances[instance.name]
+            self._disown(instance)
+        if not link.instances and (link.netns, link.ifname, link.family) not in self.pinned:
+            self._close_link(link)
+
+    def _close_link(self, link: Link) -> None:
+        if link.socket is not None and self.loop is not None:
+            self.loop.remove_reader(link.socket.fileno())
+        link.close()
+        self.links.pop((link.netns, link.ifname, link.family), None)
+
+    def _own(self, instance: Instance) -> None:
+        for key in address_keys(instance.config):
+            self.owners.setdefault(key, instance.name)
+
+    def _disown(self, instance: Instance) -> None:
+        for key in address_keys(instance.config):
+            if self.owners.get(key) == instance.name:
+                del self.owners[key]
+
+    def _unowned(self, instance: Instance, vips: Any) -> tuple[Any, ...]:
+        """The addresses among ``vips`` that no other instance holds: never delete an
+        address from under another instance's master."""
+        config = instance.config
+        return tuple(
+            vip
+            for vip in vips
+            if self.owners.get((config.netns, vip.dev or config.interface, str(vip.address.ip)),
+                               instance.name) == instance.name
+        )  # fmt: skip
 
     def close(self) -> None:
         for link in self.links.values():
@@ -370,8 +438,9 @@ class VrrpService:
 
     async def _change_addresses(self, instance: Instance, adding: bool) -> None:
         config = instance.config
+        vips = config.vips if adding else self._unowned(instance, config.vips)
         try:
-            await placement.apply(instance.link, config.interface, config.vips, config.routes,
+            await placement.apply(instance.link, config.interface, vips, config.routes,
                                   config.rules, adding, instance.counters.errors)  # fmt: skip
         except Exception as exc:  # a netlink failure must not stop the protocol
             instance.counters.errors["netlink"] += 1

@@ -13,31 +13,22 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from hanet.keepalived.loader import load_config
 from hanet.keepalived.model import KeepalivedConfig
+from hanet.runtime.changes import REFUSED, ChangeSet, apply_changes
 from hanet.runtime.config import ConfigError, InstanceConfig, parse_instances
 from hanet.runtime.instance import Instance
 from hanet.runtime.service import VrrpService
 from hanet.vrrp import State, StateChanged
 from hanet.vrrpd.control import ControlServer, RequestError
 from hanet.vrrpd.events import EventHub, Subscription
-from hanet.vrrpd.mapping import runtime_instances
 from hanet.vrrpd.metrics import MetricsServer
 from hanet.vrrpd.paths import PidFile
+from hanet.vrrpd.reader import load_in_child
 from hanet.vrrpd.scripts import ScriptRunner, state_hook
 from hanet.vrrpd.sync import SyncGroups
 from hanet.vrrpd.trackers import Trackers
 
 log = logging.getLogger(__name__)
-
-
-def load(path: Path, report: bool = True) -> tuple[KeepalivedConfig, list[InstanceConfig]]:
-    """The model and the runtime configs; ConfigError lists every error of the file."""
-    model = load_config(path)
-    for problem in model.problems if report else []:
-        if problem.severity != "error":
-            log.warning("%s", problem)
-    return model, runtime_instances(model)
 
 
 class Vrrpd:
@@ -54,6 +45,7 @@ class Vrrpd:
         self.subscribers = EventHub()
         self.stopping = asyncio.Event()
         self.reload_lock = asyncio.Lock()
+        self.reload_pending = False
         self.runner = ScriptRunner()
         self.trackers: Trackers | None = None
         self.sync = SyncGroups(self)
@@ -70,7 +62,7 @@ class Vrrpd:
                 await self.metrics.start()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stopping.set)
-            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
             delay = model.global_defs.vrrp_startup_delay
             if delay:
                 log.info("vrrp_startup_delay: waiting %s s", delay)
@@ -99,35 +91,48 @@ class Vrrpd:
             await self.metrics.stop()
         self.pid.release()
 
+    def _on_sighup(self) -> None:
+        # A storm of SIGHUPs (Neutron's agents sent one per router change) must not queue
+        # a reload each: one waiting reload reads the file as it is when its turn comes.
+        if self.reload_pending:
+            return
+        self.reload_pending = True
+        asyncio.get_running_loop().create_task(self.reload())
+
     async def reload(self) -> None:
-        """SIGHUP: apply the file again. Unchanged instances keep state and mastership."""
+        """SIGHUP: apply the file again, all or nothing. Unchanged instances keep state and
+        mastership; a refused reload leaves everything running as it was."""
         async with self.reload_lock:
+            self.reload_pending = False
             try:
-                model, configs = load(self.config_path)
-            except ConfigError as exc:
+                await self._reload()
+            except REFUSED as exc:
                 log.error("reload refused; the running configuration is unchanged:\n%s", exc)
-                return
-            assert self.service is not None and self.trackers is not None
-            wanted = {c.name: c for c in configs}
-            clash = (set(wanted) - self.file_instances) & set(self.service.instances)
-            if clash:
-                log.error("reload refused: %s exists as a run-time instance", sorted(clash)[0])
-                return
-            new = [c for name, c in wanted.items() if name not in self.file_instances]
-            try:
-                await self.service.add_many(new)
-            except Exception as exc:
-                log.error("reload refused; the running configuration is unchanged: %s", exc)
-                return
-            for name in self.file_instances - set(wanted):
-                await self.service.remove(name)
-            for name, config in wanted.items():
-                if name in self.file_instances and self.service.instances[name].config != config:
-                    await self.service.update(config)
-            self.model = model
-            self.file_instances = set(wanted)
-            await self.trackers.configure(model)
-            log.info("reloaded %s: %d instances", self.config_path, len(wanted))
+            except Exception as exc:  # never an unretrieved task exception
+                log.exception("reload refused; the running configuration is unchanged: %s", exc)
+
+    async def _reload(self) -> None:
+        model, configs = await load_in_child(self.config_path)
+        assert self.service is not None and self.trackers is not None
+        wanted = {c.name: c for c in configs}
+        clash = (set(wanted) - self.file_instances) & set(self.service.instances)
+        if clash:
+            raise ConfigError(f"{sorted(clash)[0]} exists as a run-time instance")
+        running = self.service.instances
+        changes = ChangeSet(
+            add=tuple(c for name, c in wanted.items() if name not in self.file_instances),
+            change=tuple(
+                c
+                for name, c in wanted.items()
+                if name in self.file_instances and running[name].config != c
+            ),
+            remove=tuple(sorted(self.file_instances - set(wanted))),
+        )
+        await apply_changes(self.service, changes)
+        self.model = model
+        self.file_instances = set(wanted)
+        await self.trackers.configure(model)
+        log.info("reloaded %s: %d instances", self.config_path, len(wanted))
 
     # Events --------------------------------------------------------------------------------
 
@@ -189,19 +194,27 @@ class Vrrpd:
         assert self.service is not None
         if name in self.service.instances:
             raise RequestError(f"instance {name} exists already")
-        await self.service.add(self._runtime_config(name, entry))
+        await self._apply(ChangeSet(add=(self._runtime_config(name, entry),)))
 
     async def change_instance(self, name: str, entry: Any) -> None:
         assert self.service is not None
         if name not in self.service.instances or name in self.file_instances:
             raise RequestError(f"no run-time instance {name} (file instances change on reload)")
-        await self.service.update(self._runtime_config(name, entry))
+        await self._apply(ChangeSet(change=(self._runtime_config(name, entry),)))
 
     async def remove_instance(self, name: str) -> None:
         assert self.service is not None
         if name not in self.service.instances or name in self.file_instances:
             raise RequestError(f"no run-time instance {name} (file instances change on reload)")
-        await self.service.remove(name)
+        await self._apply(ChangeSet(remove=(name,)))
+
+    async def _apply(self, changes: ChangeSet) -> None:
+        assert self.service is not None
+        async with self.reload_lock:  # one change to the running set at a time
+            try:
+                await apply_changes(self.service, changes)
+            except REFUSED as exc:
+                raise RequestError(str(exc)) from None
 
     def subscribe(self) -> Subscription:
         return self.subscribers.subscribe()
