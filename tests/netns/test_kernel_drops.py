@@ -11,8 +11,9 @@ import ipaddress
 import os
 import signal
 import socket
+import sys
 
-from hanet.lab.daemons import wait_until
+from hanet.lab.daemons import HanetVrrpd, hanet_command, wait_until
 from hanet.linux.netns import inside
 from hanet.vrrp import Advertisement, encode_ip_packet
 from tests.netns.helpers import VIP4
@@ -39,8 +40,16 @@ def accounted(entry: dict[str, object]) -> int:
     return int(entry["adverts_received"]) + sum(drops.values())  # type: ignore[call-overload]
 
 
-def test_a_flood_is_accounted_for_in_full(lan, daemons) -> None:
-    r1 = daemons("vrrpd", lan, "r1", CONFIG)
+def test_a_flood_is_accounted_for_in_full(lan) -> None:
+    r1 = HanetVrrpd(lan, "r1").start(CONFIG, extra=["--metrics", "127.0.0.1:9650"])
+    try:
+        flood(lan, r1)
+    finally:
+        r1.stop()
+        r1.cleanup()
+
+
+def flood(lan, r1: HanetVrrpd) -> None:  # type: ignore[no-untyped-def]
     r1.wait_state("VI_1", "BACKUP")  # its socket is open: from now on every packet counts
     assert r1.proc is not None
     with inside(lan.ns("c")):
@@ -76,7 +85,17 @@ def test_a_flood_is_accounted_for_in_full(lan, daemons) -> None:
 
         wait_until(caught_up, 30, "received plus dropped to equal what was sent", step=0.2)
     status = r1.status()["VI_1"]
-    assert status["drops"]["receive_buffer_overflow"] > 0, status
-    assert status["drops"]["vrid_not_ours"] > 0, status
-    assert status["state"] == "BACKUP" and status["master"] == str(ATTACKER)
+    overflows = status["drops"]["receive_buffer_overflow"]
+    assert overflows > 0 and status["drops"]["vrid_not_ours"] > 0, status
     assert "receive buffer full: the kernel dropped" in r1.log()
+    # Where an operator looks: the status table and the metrics.
+    table = lan.run("r1", [*hanet_command(), "vrrp", "status",
+                           "--control-socket", str(r1.control)]).stdout  # fmt: skip
+    assert f"receive_buffer_overflow={overflows}" in table, table
+    fetch = (
+        "import urllib.request as u;"
+        "print(u.urlopen('http://127.0.0.1:9650/metrics', timeout=5).read().decode())"
+    )
+    body = lan.run("r1", [sys.executable, "-c", fetch]).stdout
+    assert (f'hanet_vrrp_drops_total{{instance="VI_1",reason="receive_buffer_overflow"}} '
+            f"{float(overflows)}") in body  # fmt: skip

@@ -41,7 +41,11 @@ class StatusCollector(Collector):
             "hanet_vrrp_transitions", "State changes", labels=["instance"]
         )
         drops = CounterMetricFamily(
-            "hanet_vrrp_drops", "Received packets dropped", labels=["instance", "reason"]
+            "hanet_vrrp_drops",
+            "Received packets dropped, by reason; those the kernel dropped (its receive buffer"
+            " full: receive_buffer_overflow) and those of no instance (vrid_not_ours, malformed)"
+            " are counted on every instance of the interface",
+            labels=["instance", "reason"],
         )
         errors = CounterMetricFamily(
             "hanet_vrrp_errors", "Failed sends and netlink calls", labels=["instance", "kind"]
