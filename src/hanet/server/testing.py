@@ -10,17 +10,21 @@ import sys
 import threading
 import time
 from dataclasses import asdict, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 from aiohttp import web
+from sqlalchemy import update
 
 from hanet.server.agent_sync import Store
 from hanet.server.api.app import make_app, server_options
+from hanet.server.api.l3_routes import LONG_POLLS
 from hanet.server.client import ApiClient
 from hanet.server.config import ServerConfig
 from hanet.server.database import make_engine, upgrade
+from hanet.server.models import Agent, utcnow
 
 
 def store_for(engine: Any, config: ServerConfig) -> Store:
@@ -88,6 +92,21 @@ class ServerThread:
 
     def client(self, token: str | None = None, project: str | None = None) -> ApiClient:
         return ApiClient(self.url, token, project)
+
+    def silence(self, agent_id: str, seconds: float) -> None:
+        """Make the agent's last heartbeat ``seconds`` old, as if it had been silent that
+        long: a test decides when an agent dies, whatever a loaded machine's threads do."""
+        with self.store.writes.begin() as session:
+            session.execute(
+                update(Agent)
+                .where(Agent.id == agent_id)
+                .values(heartbeat_at=utcnow() - timedelta(seconds=seconds))
+            )
+
+    def waiting_polls(self) -> int:
+        """How many agents' long-polls are holding, waiting for a change."""
+        assert self._runner is not None
+        return self._runner.app[LONG_POLLS].waiting
 
 
 class ServerProcess:

@@ -54,14 +54,20 @@ def bob(server: ServerThread) -> ApiClient:
     return server.client("bob-token")
 
 
+DOWN_TIME = 600.0  # longer than any test: an agent dies when the test says (ServerThread.silence)
+
+
 @pytest.fixture
 def fast_server(tmp_path):  # type: ignore[no-untyped-def]
+    """A server that looks for dead agents five times a second. Its agents need no
+    heartbeats: registered, they live for DOWN_TIME, so a loaded machine's slow threads
+    kill none by accident."""
     config = ServerConfig(
         db=f"sqlite:///{tmp_path / 'hanet.db'}",
         auth="token",
         tokens=TOKENS,
         report_interval=0.2,
-        agent_down_time=1.0,
+        agent_down_time=DOWN_TIME,
     )
     with ServerThread(config) as running:
         yield running

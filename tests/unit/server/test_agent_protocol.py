@@ -7,10 +7,10 @@ import threading
 import time
 
 from hanet.lab.daemons import wait_until
-from hanet.server.client import ApiClient
+from hanet.server.client import ApiClient, Reply
 from hanet.server.testing import ServerThread
 from tests.unit.server.test_api_core import make_net
-from tests.unit.server.test_api_routers import Heartbeats, register
+from tests.unit.server.test_api_routers import register
 
 
 def test_full_state_then_changes_only(admin: ApiClient) -> None:
@@ -34,24 +34,29 @@ def test_full_state_then_changes_only(admin: ApiClient) -> None:
     assert gone["routers"] == [] and gone["removed"] == [router["id"]]
 
 
-def test_a_long_poll_returns_as_soon_as_something_changes(admin: ApiClient) -> None:
+def test_a_long_poll_holds_until_something_changes(server: ServerThread) -> None:
+    admin = server.client("admin-token")
     agent = register(admin, "net0")
     revision = admin.get(f"/hanet/v1/agents/{agent}/state").body["revision"]
-    answer: dict[str, object] = {}
+    answer: dict[str, Reply] = {}
 
     def poll() -> None:
-        answer["state"] = admin.get(f"/hanet/v1/agents/{agent}/state?since={revision}&wait=20")
-        answer["at"] = time.monotonic()
+        answer["state"] = admin.get(f"/hanet/v1/agents/{agent}/state?since={revision}&wait=30")
 
     poller = threading.Thread(target=poll)
     poller.start()
-    time.sleep(0.3)  # let the poll start waiting: what is tested is that it ends early
-    created = time.monotonic()
-    admin.post("/v2.0/routers", {"router": {"name": "late"}})
-    poller.join(20)
-    state = answer["state"].body  # type: ignore[attr-defined]
-    assert [r["name"] for r in state["routers"]] == ["late"]
-    assert answer["at"] - created < 10  # type: ignore[operator]
+    try:
+        # The server says the poll looked, found nothing newer, and holds: a poll that
+        # answered at once never gets here.
+        wait_until(lambda: server.waiting_polls() == 1, 10, "the long-poll to hold")
+        assert "state" not in answer
+        admin.post("/v2.0/routers", {"router": {"name": "late"}})
+        # Well before its own 30 s: it answers because of the change.
+        wait_until(lambda: "state" in answer, 20, "the long-poll to answer the change")
+    finally:
+        poller.join(40)
+    assert [r["name"] for r in answer["state"].body["routers"]] == ["late"]
+    assert server.waiting_polls() == 0
 
 
 def test_reported_ha_state_shows_in_the_api(admin: ApiClient) -> None:
@@ -70,23 +75,19 @@ def test_reported_ha_state_shows_in_the_api(admin: ApiClient) -> None:
 
 def test_split_brain_lower_address_steps_down(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from hanet.server.config import ServerConfig
-    from tests.unit.server.conftest import TOKENS
+    from tests.unit.server.conftest import DOWN_TIME, TOKENS
 
     config = ServerConfig(
         db=f"sqlite:///{tmp_path / 'hanet.db'}",
         auth="token",
         tokens=TOKENS,
         report_interval=0.2,
-        agent_down_time=5.0,
+        agent_down_time=DOWN_TIME,  # both agents live through the test without heartbeats
     )
     with ServerThread(config) as server:
         admin = server.client("admin-token")
         agents = [register(admin, f"net{i}") for i in range(2)]
-        beats = Heartbeats(admin, agents, 0.5)
-        try:
-            arbitrate(admin, agents)
-        finally:
-            beats.close()
+        arbitrate(admin, agents)
 
 
 def arbitrate(admin: ApiClient, agents: list[str]) -> None:

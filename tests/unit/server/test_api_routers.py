@@ -3,11 +3,10 @@ HTTP as hanet-agent will)."""
 
 from __future__ import annotations
 
-import time
-
 from hanet.lab.daemons import wait_until
 from hanet.server.client import ApiClient
 from hanet.server.testing import ServerThread
+from tests.unit.server.conftest import DOWN_TIME
 from tests.unit.server.test_api_core import error_type, make_net
 
 
@@ -115,7 +114,8 @@ def test_agents_list_and_admin_only(alice: ApiClient, admin: ApiClient) -> None:
 
 
 class Heartbeats:
-    """Simulated agents' heartbeats, from a thread, until stopped."""
+    """Simulated agents' heartbeats, from a thread, until stopped. (The unit tests decide
+    when an agent dies with ServerThread.silence instead.)"""
 
     def __init__(self, client: ApiClient, agents: list[str], every: float) -> None:
         import threading
@@ -137,56 +137,43 @@ class Heartbeats:
 
 def test_a_dead_agents_ha_routers_get_a_replacement(fast_server: ServerThread) -> None:
     admin = fast_server.client("admin-token")
-    agents = {register(admin, f"net{i}"): f"net{i}" for i in range(4)}
-    beats = Heartbeats(fast_server.client("admin-token"), list(agents), 0.2)
-    try:
-        check_replacement(admin, agents, beats)
-    finally:
-        beats.close()
-
-
-def check_replacement(admin: ApiClient, agents: dict[str, str], beats: Heartbeats) -> None:
+    agents = [register(admin, f"net{i}") for i in range(4)]
     routers = [
         admin.post("/v2.0/routers", {"router": {"ha": True}}).body["router"]["id"] for _ in range(4)
     ]
-    victim = next(iter(agents))
-    hosted = {
-        r
-        for r in routers
-        if victim in {a["id"] for a in admin.get(f"/v2.0/routers/{r}/l3-agents").body["agents"]}
-    }
+    victim = agents[0]
+    hosted = {r for r in routers if victim in hosts(admin, r)}
     assert hosted
-    beats.agents.remove(victim)  # the victim's heartbeat stops here
-    stopped = time.monotonic()
+    # Silent for a while, but less than agent_down_time: not dead, nothing moves.
+    fast_server.silence(victim, DOWN_TIME - 60)
+    assert fast_server.store.reschedule_dead() == []
+    assert all(victim in hosts(admin, r) for r in hosted)
+    fast_server.silence(victim, DOWN_TIME + 1)  # its heartbeat stopped that long ago
 
     def victim_is_replaced() -> bool:
-        placed = [
-            {a["id"] for a in admin.get(f"/v2.0/routers/{r}/l3-agents").body["agents"]}
-            for r in hosted
-        ]
+        placed = [hosts(admin, r) for r in hosted]
         return all(victim not in p and len(p) == 3 for p in placed)
 
     wait_until(victim_is_replaced, 10, "the dead agent's routers to move", step=0.2)
-    assert time.monotonic() - stopped >= 1.0  # not before agent_down_time
-    dead = next(a for a in admin.get("/v2.0/agents").body["agents"] if a["id"] == victim)
-    assert dead["alive"] is False
+    alive = {a["id"]: a["alive"] for a in admin.get("/v2.0/agents").body["agents"]}
+    assert alive == {a: a != victim for a in agents}
+
+
+def hosts(admin: ApiClient, router: str) -> set[str]:
+    return {a["id"] for a in admin.get(f"/v2.0/routers/{router}/l3-agents").body["agents"]}
 
 
 def test_routers_made_before_any_agent_are_placed_when_agents_come(fast_server) -> None:  # type: ignore[no-untyped-def]
     admin = fast_server.client("admin-token")
     router = admin.post("/v2.0/routers", {"router": {"ha": True}}).body["router"]["id"]
-    assert admin.get(f"/v2.0/routers/{router}/l3-agents").body["agents"] == []
+    assert hosts(admin, router) == set()
     agents = [register(admin, f"net{i}") for i in range(3)]
-    beats = Heartbeats(admin, agents, 0.2)
-    try:
-        wait_until(
-            lambda: len(admin.get(f"/v2.0/routers/{router}/l3-agents").body["agents"]) == 3,
-            10,
-            "the router to be placed on the new agents",
-            step=0.1,
-        )
-    finally:
-        beats.close()
+    wait_until(
+        lambda: hosts(admin, router) == set(agents),
+        10,
+        "the router to be placed on the new agents",
+        step=0.1,
+    )
 
 
 def test_a_taken_random_mac_is_drawn_again(admin: ApiClient, monkeypatch) -> None:  # type: ignore[no-untyped-def]

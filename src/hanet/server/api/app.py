@@ -320,8 +320,9 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
         web.get("/v2.0/extensions", extensions),
         web.get("/openapi.json", openapi),
     ]
-    from hanet.server.api.l3_routes import l3_routes, watch_agents
+    from hanet.server.api.l3_routes import LONG_POLLS, LongPolls, l3_routes, watch_agents
 
+    app[LONG_POLLS] = LongPolls()
     routes += l3_routes()  # before the generic ones: their paths are more specific
     for collection, resource in RESOURCES.items():
         routes += collection_routes(collection, resource)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -129,6 +130,17 @@ MAX_WAIT = 30.0  # seconds a long-poll may hold
 POLL = 0.1  # seconds between looks at the change log while holding
 
 
+@dataclass
+class LongPolls:
+    """How many long-polls hold now, having found nothing newer than their ``since``: what
+    a test waits for before it makes the change a poll should return with."""
+
+    waiting: int = 0
+
+
+LONG_POLLS: web.AppKey[LongPolls] = web.AppKey("long_polls", LongPolls)
+
+
 async def agent_state(request: web.Request) -> web.Response:
     """GET /hanet/v1/agents/{id}/state[?since=N&wait=S]: without ``since`` all the agent's
     routers (or networks, for a DHCP agent); with it, those changed after change N, held up
@@ -142,10 +154,17 @@ async def agent_state(request: web.Request) -> web.Response:
     store = request.app[STORE]
     kind = await in_thread(store.agent_kind, agent_id)
     deadline = asyncio.get_running_loop().time() + wait
-    while since is not None and asyncio.get_running_loop().time() < deadline:
-        if await in_thread(store.latest_change, kind) > since:
-            break
-        await asyncio.sleep(POLL)
+    polls, holding = request.app[LONG_POLLS], False
+    try:
+        while since is not None and asyncio.get_running_loop().time() < deadline:
+            if await in_thread(store.latest_change, kind) > since:
+                break
+            if not holding:  # looked, found nothing newer: from now on it holds
+                holding, polls.waiting = True, polls.waiting + 1
+            await asyncio.sleep(POLL)
+    finally:
+        if holding:
+            polls.waiting -= 1
     return web.json_response(await in_thread(store.agent_state, agent_id, since))
 
 
