@@ -90,6 +90,18 @@ def test_strings_a_database_cannot_store_are_refused_naming_the_field(
     assert admin.get(f"/v2.0/networks/{net}").body["network"]["name"] == "base"
 
 
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+def test_numbers_json_does_not_have_are_refused(admin: ApiClient, number: bytes) -> None:
+    net = admin.post("/v2.0/networks", {"network": {}}).body["network"]["id"]
+    raw = b'{"port": {"network_id": "%s", "binding:profile": {"x": %s}}}' % (net.encode(), number)
+    reply = admin.request("POST", "/v2.0/ports", raw=raw)
+    assert reply.status == 400, reply.body
+    message = reply.body["NeutronError"]["message"]
+    assert message.startswith("Invalid input for port.binding:profile.x. Reason: "), message
+    assert "is not a finite number" in message
+    assert counts(admin) == (1, 0, 0)
+
+
 @pytest.fixture
 def noauth(db_url: str) -> Iterator[ServerThread]:
     with ServerThread(ServerConfig(db=db_url)) as running:

@@ -1,10 +1,11 @@
 """A request body: JSON, nested no deeper than Neutron's bodies ever are, and holding only
-strings a database can store. Checked whole before any handler reads a field, so the
+strings and numbers a database can store. Checked whole before any handler reads a field, so the
 JSON decoder's recursion and the database's text encoding never see what would break them."""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from hanet.server.api.errors import BadRequest, InvalidInput
@@ -37,6 +38,10 @@ def check(body: Any) -> None:
         if isinstance(value, str):
             check_text(path or "body", value)
             continue
+        if isinstance(value, float) and not math.isfinite(value):
+            # Python's decoder takes NaN, Infinity and 1e999; JSON has no such numbers, and
+            # PostgreSQL's json type refuses them.
+            raise InvalidInput(_printable(path or "body"), f"{value} is not a finite number")
         if not isinstance(value, dict | list):
             continue
         if depth > MAX_DEPTH:
