@@ -180,13 +180,14 @@ def two_lan_lab(make_lab):  # type: ignore[no-untyped-def]
     return make_lab(Topology(("lan", "lan2"), {"r1": host(1), "r2": host(2), "c": host(101)}))
 
 
-def group_conf(priority: int) -> str:
+def group_conf(priority: int, priority_b: int | None = None) -> str:
+    priority_b = priority if priority_b is None else priority_b
     return (
         "global_defs {\n  vrrp_version 3\n}\n"
         "vrrp_sync_group G {\n  group {\n    A\n    B\n  }\n}\n"
         f"vrrp_instance A {{\n  interface eth0\n  virtual_router_id 1\n  priority {priority}\n"
         "  advert_int 0.1\n  virtual_ipaddress {\n    10.0.0.200/24\n  }\n}\n"
-        f"vrrp_instance B {{\n  interface eth1\n  virtual_router_id 2\n  priority {priority}\n"
+        f"vrrp_instance B {{\n  interface eth1\n  virtual_router_id 2\n  priority {priority_b}\n"
         "  advert_int 0.1\n  virtual_ipaddress {\n    10.2.0.200/24\n  }\n}\n"
     )
 
@@ -202,6 +203,35 @@ def test_sync_group_moves_together(make_lab, daemons, peer: str) -> None:
     r2.wait_master("10.2.0.200")
     r2.wait_master("10.0.0.200")
     r1.wait_backup("10.0.0.200")
+
+
+def test_sync_groups_with_crossed_priorities_settle(make_lab, daemons) -> None:
+    """r1 outranks in A, r2 in B: one node ends up master of both and stays so, since the
+    member outranked there holds the other node's group in BACKUP (keepalived's rule)."""
+    lab = two_lan_lab(make_lab)
+    r1 = daemons("vrrpd", lab, "r1", group_conf(200, 100))
+    r2 = daemons("vrrpd", lab, "r2", group_conf(100, 200))
+
+    def master_node():  # type: ignore[no-untyped-def]
+        s1, s2 = r1.status(), r2.status()
+        for node, own, other in ((r1, s1, s2), (r2, s2, s1)):
+            if all(own.get(i, {}).get("state") == "MASTER" for i in "AB") and all(
+                other.get(i, {}).get("state") == "BACKUP" for i in "AB"
+            ):
+                return node
+        return None
+
+    master = wait_until(master_node, 15, "one node to be master of the whole group")
+    backup = r2 if master is r1 else r1
+    before = {name: (backup.status()[name], master.status()[name]) for name in "AB"}
+    heard = before["A"][0]["adverts_received"]
+    # Thirty adverts later (3 s at 0.1 s), nobody has moved.
+    wait_until(lambda: backup.status()["A"]["adverts_received"] >= heard + 30, 15,
+               "thirty more adverts on the backup")  # fmt: skip
+    for name in "AB":
+        assert backup.status()[name]["transitions"] == before[name][0]["transitions"]
+        assert master.status()[name]["transitions"] == before[name][1]["transitions"]
+    assert master.holds("10.0.0.200") and master.holds("10.2.0.200")
 
 
 def test_default_paths_never_collide_and_a_second_daemon_refuses(lan) -> None:

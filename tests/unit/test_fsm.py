@@ -24,6 +24,7 @@ from hanet.vrrp import (
     Timeout,
     TransitionError,
     VrrpMachine,
+    WantsMaster,
 )
 
 ME = ipaddress.IPv4Address("10.0.0.2")
@@ -346,5 +347,25 @@ def test_sync_group_forces_move_backup_to_master_and_back() -> None:
     actions = m.handle(ForceState(State.MASTER, "sync group G: a became MASTER"), 0.5)
     assert m.state is State.MASTER and TakeAddresses(False) in actions
     actions = m.handle(ForceState(State.BACKUP, "sync group G: a became BACKUP"), 0.6)
-    assert m.state is State.BACKUP and actions[0] == ReleaseAddresses()
+    # Priority 0 first, so that the peer's members take over after Skew_Time.
+    assert m.state is State.BACKUP and actions[:2] == [SendAdvert(0), ReleaseAddresses()]
     assert m.handle(ForceState(State.BACKUP, "again"), 0.7) == []
+
+
+def test_a_group_member_only_says_it_wants_master_when_its_timer_fires() -> None:
+    m = machine(group_member=True)
+    m.handle(Startup(), 0.0)
+    deadline = m.next_deadline()
+    assert deadline is not None
+    assert m.handle(Timeout(), deadline) == [WantsMaster("master down timer expired")]
+    assert m.state is State.BACKUP and m.wants_master
+    again = m.next_deadline()  # it says so again a Master_Down_Interval later
+    assert again is not None and again == pytest.approx(deadline + m.master_down_interval)
+    m.handle(advert(150), again - 0.1)  # a live master that outranks it: no longer wants
+    assert not m.wants_master
+    m.handle(advert(0), again)  # the master leaves: wants again after Skew_Time
+    assert m.handle(Timeout(), again + m.skew_time) == [
+        WantsMaster("master left (priority 0) and Skew_Time passed")
+    ]
+    actions = m.handle(ForceState(State.MASTER, "sync group G: every member wants MASTER"), 9)
+    assert m.state is State.MASTER and not m.wants_master and SendAdvert(100) in actions

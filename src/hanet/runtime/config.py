@@ -119,6 +119,7 @@ class InstanceConfig:
     garp_refresh_repeat: int = 1
     source_ip: IPAddr | None = None
     unicast_peers: tuple[IPAddr, ...] = ()
+    group_member: bool = False  # in a keepalived vrrp_sync_group
 
     def __post_init__(self) -> None:
         where = f"instance {self.name}"
@@ -177,6 +178,7 @@ class InstanceConfig:
             accept_mode=self.accept,
             lower_prio_no_advert=self.lower_prio_no_advert,
             higher_prio_send_advert=self.higher_prio_send_advert,
+            group_member=self.group_member,
         )
 
 

@@ -37,6 +37,7 @@ from hanet.vrrp import (
     StateChanged,
     TakeAddresses,
     Timeout,
+    WantsMaster,
     decode_ip_packet,
     drop_reason,
     identity_key,
@@ -49,6 +50,7 @@ RECEIVE_BATCH = 256  # packets per wake-up and link
 TIMEOUT = Timeout()
 
 Listener = Callable[["Instance", StateChanged], None]
+WantListener = Callable[["Instance"], None]
 LinkKey = tuple[str | None, str, int]
 
 
@@ -58,6 +60,7 @@ class VrrpService:
         self.links: dict[LinkKey, Link] = {}
         self.instances: dict[str, Instance] = {}
         self.listeners: list[Listener] = []
+        self.want_listeners: list[WantListener] = []  # sync groups (hanet.vrrpd.sync)
         self.loop: asyncio.AbstractEventLoop | None = None
         # Who holds each address; hanet.runtime.changes keeps it to one owner per address.
         self.owners: dict[AddressKey, str] = {}
@@ -394,6 +397,9 @@ class VrrpService:
                     self._announce(instance, instance.config.garp_repeat)
             elif isinstance(action, StateChanged):
                 self._changed(instance, action)
+            elif isinstance(action, WantsMaster):
+                for want_listener in self.want_listeners:
+                    want_listener(instance)
         self.scheduler.want(instance, instance.machine.next_deadline())
 
     def _send(self, instance: Instance, priority: int) -> None:

@@ -33,6 +33,7 @@ from hanet.vrrp.fsm import (
     Timeout,
     TransitionError,
     VrrpMachine,
+    WantsMaster,
 )
 from hanet.vrrp.receive import ReceivePolicy, drop_reason
 
@@ -63,6 +64,7 @@ __all__ = [
     "Timeout",
     "TransitionError",
     "VrrpMachine",
+    "WantsMaster",
     "decode_ip_packet",
     "decode_message",
     "drop_reason",

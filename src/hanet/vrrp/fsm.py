@@ -60,6 +60,9 @@ class Params:
     accept_mode: bool = False
     lower_prio_no_advert: bool = False
     higher_prio_send_advert: bool = False
+    # A member of a sync group does not take over on its own when its Master_Down_Timer
+    # expires: it says it wants to (WantsMaster) and stays BACKUP until the group moves.
+    group_member: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.vrid <= 255:
@@ -167,7 +170,17 @@ class StateChanged:
     reason: str
 
 
-Action = SendAdvert | TakeAddresses | ReleaseAddresses | AnnounceAddresses | StateChanged
+@dataclass(frozen=True)
+class WantsMaster:
+    """A sync group member's Master_Down_Timer expired; it stays BACKUP until its group
+    moves it (ForceState), and says so again each Master_Down_Interval until then."""
+
+    reason: str
+
+
+Action = (
+    SendAdvert | TakeAddresses | ReleaseAddresses | AnnounceAddresses | StateChanged | WantsMaster
+)
 
 # Actions are immutable, so the one a master returns ten times a second is made once.
 _SEND_ADVERT = tuple(SendAdvert(priority) for priority in range(256))
@@ -190,6 +203,8 @@ class VrrpMachine:
     master_address: IPAddress | None = field(default=None, init=False)
     master_priority: int | None = field(default=None, init=False)
     master_resigned: bool = field(default=False, init=False)
+    # A group member whose own election would make it master (see WantsMaster).
+    wants_master: bool = field(default=False, init=False)
     priority: int = field(default=0, init=False)
     faulty: bool = field(default=False, init=False)
 
@@ -208,6 +223,7 @@ class VrrpMachine:
         if (old, new) not in ALLOWED_TRANSITIONS:
             raise TransitionError(f"{old.name} -> {new.name} is not a VRRP transition")
         self._state = new
+        self.wants_master = False
         return StateChanged(old, new, reason)
 
     # Timers (RFC 5798 §6.1, RFC 3768 §6.1) ----------------------------------------------
@@ -297,7 +313,10 @@ class VrrpMachine:
         if event.state is State.BACKUP and self._state is State.MASTER:
             self.adver_deadline = None
             self.master_down_deadline = now + self.master_down_interval
-            return [ReleaseAddresses(), self._move(State.BACKUP, event.reason)]
+            # Priority 0, as a master that stops: the peer's members take over after
+            # Skew_Time, so a whole group moves in one step instead of one timer each.
+            change = self._move(State.BACKUP, event.reason)
+            return [SendAdvert(0), ReleaseAddresses(), change]
         if event.state is State.FAULT:
             return self._fault_changed(FaultChanged(True, event.reason), now)
         return []
@@ -350,6 +369,10 @@ class VrrpMachine:
                     if self.master_resigned
                     else "master down timer expired"
                 )
+                if self.params.group_member:
+                    self.wants_master = True
+                    self.master_down_deadline = now + self.master_down_interval
+                    return [WantsMaster(reason)]
                 return self._become_master(now, reason)
             return []
         if self.adver_deadline is not None and now >= self.adver_deadline:
@@ -383,6 +406,7 @@ class VrrpMachine:
             self.master_address = advert.source
             self.master_priority = advert.priority
             self.master_resigned = False
+            self.wants_master = False
         # Otherwise: a lower-priority master that we will preempt when the timer expires.
         return []
 

@@ -71,6 +71,7 @@ class Vrrpd:
                 return
             self.service = VrrpService(configs)
             self.service.listeners.append(self._on_state)
+            self.service.want_listeners.append(self.sync.on_wants_master)
             self.trackers = Trackers(self, self.runner)
             # Known before start: the first transitions (INITIALIZE -> BACKUP) run notify_*.
             self.file_instances = {c.name for c in configs}

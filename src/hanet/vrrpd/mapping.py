@@ -79,4 +79,5 @@ def _instance(config: KeepalivedConfig, inst: Instance) -> InstanceConfig:
         rules=rules,
         source_ip=inst.unicast_src_ip or inst.mcast_src_ip,
         unicast_peers=tuple(inst.unicast_peers),
+        group_member=any(inst.name in group.members for group in config.sync_groups.values()),
     )
