@@ -113,8 +113,9 @@ class Vrrpd:
                 log.exception("reload refused; the running configuration is unchanged: %s", exc)
 
     async def _reload(self) -> None:
+        if self.service is None or self.trackers is None:
+            raise ConfigError("not running yet (vrrp_startup_delay): send SIGHUP once started")
         model, configs = await load_in_child(self.config_path)
-        assert self.service is not None and self.trackers is not None
         wanted = {c.name: c for c in configs}
         clash = (set(wanted) - self.file_instances) & set(self.service.instances)
         if clash:
