@@ -234,6 +234,20 @@ def test_sync_groups_with_crossed_priorities_settle(make_lab, daemons) -> None:
     assert master.holds("10.0.0.200") and master.holds("10.2.0.200")
 
 
+def test_a_member_added_to_a_master_group_joins_it_without_demoting_it(make_lab, daemons) -> None:
+    lab = two_lan_lab(make_lab)
+    both = group_conf(200)
+    alone = both.replace("    A\n    B\n", "    A\n").split("vrrp_instance B")[0]
+    r1 = daemons("vrrpd", lab, "r1", alone)
+    r1.wait_master("10.0.0.200")
+    transitions = r1.status()["A"]["transitions"]
+    before = r1.log().count("reloaded")
+    r1.reload(both)
+    wait_until(lambda: r1.log().count("reloaded") > before, 30, "the reload")
+    r1.wait_master("10.2.0.200")  # B joins the master group once its timer says so
+    assert r1.status()["A"]["transitions"] == transitions and r1.holds("10.0.0.200")
+
+
 def test_default_paths_never_collide_and_a_second_daemon_refuses(lan) -> None:
     from hanet.lab.daemons import HanetVrrpd
 

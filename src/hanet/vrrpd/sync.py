@@ -35,12 +35,20 @@ class SyncGroups:
         group = next((g for g in model.sync_groups.values() if name in g.members), None)
         if group is None or service is None:
             return
-        if not change.reason.startswith(FORCED) and change.new in (State.MASTER, State.BACKUP):
+        # Only an election moves the others: a member that starts, or leaves FAULT, as
+        # BACKUP (one a reload adds to a master group, say) must not demote its group.
+        elected = change.new is State.MASTER or (
+            change.old is State.MASTER and change.new is State.BACKUP
+        )
+        if elected and not change.reason.startswith(FORCED):
             reason = f"{FORCED}{group.name}: {name} became {change.new.name}"
             for member in group.members:
                 if member != name and member in service.instances:
                     service.force(member, change.new, reason)
-        self._group_notify(group.name, change.new)
+        if elected or not (
+            change.new is State.BACKUP and self.group_state.get(group.name) is State.MASTER
+        ):
+            self._group_notify(group.name, change.new)
 
     def on_wants_master(self, instance: Instance) -> None:
         model, service = self.daemon.model, self.daemon.service
