@@ -57,7 +57,10 @@ def vrrpd(
         click.echo(str(exc), err=True)
         sys.exit(1)
     if check:
-        for problem in model.problems:
+        from hanet.vrrpd.scripts import refused_scripts
+        from hanet.vrrpd.trackers import default_script_user
+
+        for problem in [*model.problems, *refused_scripts(model, default_script_user())]:
             click.echo(str(problem), err=True)
         sys.exit(0)
     try:

@@ -41,11 +41,16 @@ def flag(attr: str, value: bool = True) -> Handler:
 
 
 def command(attr: str) -> Handler:
-    """A script command line: one quoted string, or the rest of the line."""
+    """A script command line: one quoted string, or the rest of the line.
+
+    Its place is kept in the target's ``places``: a script is checked (enable_script_security)
+    after parsing, and what is wrong with it is reported at this line.
+    """
 
     def handle(ctx: Context, statement: Statement, target: Any) -> None:
         if arity(ctx, statement, 1, 64) and no_block(ctx, statement):
             setattr(target, attr, " ".join(t.text for t in statement.args))
+            target.places[attr] = statement.args[0].where
 
     return handle
 

@@ -56,6 +56,7 @@ class Script:
     fall: int = 1
     user: tuple[str, str | None] | None = None
     init_fail: bool = False
+    places: dict[str, Location] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass
@@ -150,6 +151,7 @@ class Instance:
     notify_fault: str | None = None
     notify_stop: str | None = None
     notify: str | None = None
+    places: dict[str, Location] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass
@@ -163,6 +165,7 @@ class SyncGroup:
     notify_fault: str | None = None
     notify_stop: str | None = None
     notify: str | None = None
+    places: dict[str, Location] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass

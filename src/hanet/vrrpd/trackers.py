@@ -108,7 +108,7 @@ class Trackers:
         state = CheckState(script.rise, script.fall, ok=not script.init_fail)
         self.seen.scripts_ok[name] = state.ok
         try:
-            argv = self.runner.prepare(script.command)
+            argv = self.runner.prepare(script.command, script.user)
         except ScriptRefused as exc:
             log.error("vrrp_script %s refused: %s; it counts as failed", name, exc)
             self.runner.counters["refused"] += 1
