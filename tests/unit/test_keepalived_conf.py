@@ -198,3 +198,16 @@ def test_tokenizer_and_parser_raise_only_syntax_errors(text: str) -> None:
         build(parse(tokenize(text, "f")))
     except ConfigSyntaxError as exc:
         assert str(exc).startswith("f:")
+
+
+def test_unicast_source_checks_are_accepted_and_ttl_limits_noticed(tmp_path: Path) -> None:
+    """keepalived's opt-in source checks are what hanet always does; TTL limits are not."""
+    config = load_config(write(tmp_path, (
+        "global_defs {\n  vrrp_check_unicast_src\n}\n"
+        "vrrp_instance A {\n  interface eth0\n  virtual_router_id 1\n  check_unicast_src\n"
+        "  unicast_peer {\n    10.0.0.2 min_ttl 250\n  }\n"
+        "  virtual_ipaddress {\n    10.0.0.200/24\n  }\n}\n"
+    )))  # fmt: skip
+    assert config.errors == []
+    notices = [str(p) for p in config.problems]
+    assert any(":9:5: notice: 'min_ttl' is accepted and ignored" in n for n in notices), notices

@@ -246,7 +246,9 @@ def _rules(ctx: Context, statement: Statement, target: Instance) -> None:
 def _unicast_peers(ctx: Context, statement: Statement, target: Instance) -> None:
     for line in _lines(ctx, statement):
         peer = convert(ctx, line.keyword, "unicast peer", ip_address)
-        _options(ctx, line.args, {"min_ttl", "max_ttl"}, set(), "unicast peer")
+        for key in _options(ctx, line.args, {"min_ttl", "max_ttl"}, set(), "unicast peer"):
+            ctx.notice(line.keyword.where, f"'{key}' is accepted and ignored by hanet: every "
+                       "advert must arrive with TTL 255 (RFC 5798 section 7.1)")  # fmt: skip
         if peer is not None:
             target.unicast_peers.append(peer)
 
@@ -294,7 +296,13 @@ INSTANCE_TABLE: dict[str, Handler] = {
     "notify_stop": command("notify_stop"),
     "notify": command("notify"),
 }
-INSTANCE_IGNORED = {"smtp_alert", "debug", "dont_track_primary", "skip_check_adv_addr"}
+INSTANCE_IGNORED = {
+    "smtp_alert",
+    "debug",
+    "dont_track_primary",
+    "skip_check_adv_addr",
+    "check_unicast_src",  # hanet always checks a unicast advert's source
+}
 
 
 def parse_instance(ctx: Context, statement: Statement, name: str) -> Instance:

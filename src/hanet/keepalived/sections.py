@@ -48,6 +48,7 @@ NOTIFY_ONLY_GLOBALS = {
     "script_security",
     "dynamic_interfaces",
     "lvs_sync_daemon",
+    "vrrp_check_unicast_src",  # hanet always checks a unicast advert's source
 }
 
 
