@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import pickle
+import resource
 import sys
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from hanet.vrrpd.mapping import runtime_instances
 log = logging.getLogger(__name__)
 
 READ_DEADLINE = 60.0  # seconds; a real keepalived.conf reads in well under one
+CHILD_MEMORY = 2 << 30  # bytes of address space
 
 Loaded = tuple[KeepalivedConfig, list[InstanceConfig]]
 
@@ -73,6 +75,9 @@ async def load_in_child(path: Path, deadline: float = READ_DEADLINE) -> Loaded:
 
 
 def _child(path: str) -> None:
+    # The loader caps what it reads, but a pathological file still costs far more memory
+    # than its size; a child past this bound fails with MemoryError, a refused reload.
+    resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY, CHILD_MEMORY))
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.INFO,
