@@ -118,3 +118,17 @@ def test_reading_a_file_never_holds_up_the_adverts(lan, daemons) -> None:
     assert r2.status()["VI_1"]["adverts_received"] > heard
     assert r2.status()["VI_1"]["transitions"] == backup_transitions
     assert_still_master(r1)
+
+
+def test_an_address_moved_between_instances_by_a_reload_stays(lan, daemons) -> None:
+    """VI_1 is changed first and takes 10.0.0.203; VI_2, changed after it, must not delete
+    the address on its way out."""
+    moving = "10.0.0.203/24"
+    before = conf(200) + second(vip=f"{SECOND_VIP}/24\n    {moving}")
+    r1 = daemons("vrrpd", lan, "r1", before)
+    r1.wait_master(VIP4)
+    r1.wait_master("10.0.0.203")
+    after = conf(200, vip=f"{VIP4}/24\n    {moving}") + second()
+    reload_and_wait(r1, after, "reloaded")
+    assert r1.holds("10.0.0.203") and r1.holds(SECOND_VIP)
+    assert_still_master(r1)

@@ -44,7 +44,7 @@ class FakeService:
 
     def __init__(self, *configs: InstanceConfig) -> None:
         self.instances = {c.name: SimpleNamespace(config=c) for c in configs}
-        self.fail_on: str | None = None
+        self.fail_on: InstanceConfig | None = None  # the one configuration that fails
         self.pinned: set[Any] = set()
         self.steps: list[str] = []
 
@@ -58,19 +58,22 @@ class FakeService:
     def unpin(self, keys: set[Any]) -> None:
         self.pinned -= keys
 
+    def index_owners(self, owners: dict[Any, str] | None = None) -> None:
+        self.owners = owners
+
     async def remove(self, name: str) -> None:
         self.steps.append(f"remove {name}")
         del self.instances[name]
 
     async def add_many(self, configs: list[InstanceConfig]) -> None:
-        if any(c.name == self.fail_on for c in configs):
+        if self.fail_on in configs:
             raise OSError("nft refused")
         for c in configs:
             self.steps.append(f"add {c.name}")
             self.instances[c.name] = SimpleNamespace(config=c)
 
     async def update_in_place(self, c: InstanceConfig) -> None:
-        if c.name == self.fail_on:
+        if c == self.fail_on:
             raise OSError("nft refused")
         self.steps.append(f"update {c.name}")
         self.instances[c.name].config = c
@@ -93,12 +96,17 @@ def test_a_missing_interface_refuses_the_change_before_anything_stops() -> None:
 def test_a_late_failure_restores_what_ran() -> None:
     a, b = config("a", 1, "10.0.0.1/24"), config("b", 2, "10.0.0.2/24")
     service = FakeService(a, b)
-    service.fail_on = "a"
     new_a = config("a", 1, "10.0.0.1/24", "10.0.0.11/24")  # the same router: changed in place
-    changes = ChangeSet(add=(config("c", 3, "10.0.0.3/24"),), change=(new_a,), remove=("b",))
+    new_d = config("d", 4, "10.0.0.4/24")
+    service.fail_on = new_d  # updated after new_a: new_a is applied, then undone
+    changes = ChangeSet(add=(config("c", 3, "10.0.0.3/24"),), change=(new_a, new_d),
+                        remove=("b",))  # fmt: skip
+    service.instances["d"] = SimpleNamespace(config=config("d", 4, "10.0.0.5/24"))
+    d = service.instances["d"].config
     with pytest.raises(OSError):
         asyncio.run(apply_changes(service, changes))  # type: ignore[arg-type]
-    assert configs_of(service) == {"a": a, "b": b}
+    assert configs_of(service) == {"a": a, "b": b, "d": d}
+    assert "update a" in service.steps and service.steps[-1] == "add b"
     assert service.pinned == set()
 
 

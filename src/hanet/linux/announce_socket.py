@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 import struct
@@ -43,7 +44,9 @@ class Announcer:
             frame = gratuitous_arp(self.mac, address)
             try:
                 arp.send(frame)
-            except OSError:
+            except OSError as exc:
+                if exc.errno != errno.ENETDOWN:
+                    raise
                 # A packet socket is told ENETDOWN when its device goes down and keeps that
                 # error until the next send, which fails with it even though the device is
                 # up again (and so clears it). Sending once more tells a stale error from a

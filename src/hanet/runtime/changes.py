@@ -13,11 +13,12 @@ each.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hanet.runtime.config import ConfigError, InstanceConfig
-from hanet.runtime.ownership import check_instance_set
+from hanet.runtime.ownership import AddressKey, check_instance_set, identity
 
 if TYPE_CHECKING:
     from hanet.runtime.service import VrrpService
@@ -39,9 +40,10 @@ class ChangeSet:
         return bool(self.add or self.change or self.remove)
 
 
-def _check(service: VrrpService, changes: ChangeSet) -> None:
+def _check(service: VrrpService, changes: ChangeSet) -> dict[AddressKey, str]:
+    """The owner of every address once the change is made; ConfigError if it cannot be."""
     named = [c.name for c in changes.add] + [c.name for c in changes.change] + [*changes.remove]
-    twice = {name for name in named if named.count(name) > 1}
+    twice = {name for name, count in Counter(named).items() if count > 1}
     if twice:
         raise ConfigError(f"instance {sorted(twice)[0]} is named twice in one change")
     for config in changes.add:
@@ -52,20 +54,22 @@ def _check(service: VrrpService, changes: ChangeSet) -> None:
             raise ConfigError(f"no instance {name}")
     leaving = set(named)
     kept = [i.config for name, i in service.instances.items() if name not in leaving]
-    check_instance_set([*kept, *changes.change, *changes.add])
+    return check_instance_set([*kept, *changes.change, *changes.add])
 
 
 async def apply_changes(service: VrrpService, changes: ChangeSet) -> None:
     """Apply ``changes`` whole; on any error raise it with the running set as it was."""
-    from hanet.runtime.service import identity
-
-    _check(service, changes)
+    final_owners = _check(service, changes)
     old = {c.name: service.instances[c.name].config for c in changes.change}
     old.update({name: service.instances[name].config for name in changes.remove})
     restart = [c for c in changes.change if identity(old[c.name]) != identity(c)]
-    in_place = [c for c in changes.change if c not in restart and c != old[c.name]]
+    restarting = {c.name for c in restart}
+    in_place = [c for c in changes.change if c.name not in restarting and c != old[c.name]]
     starting = [*changes.add, *restart]
     pinned = await service.open_links(starting)
+    # From here, an address moving between instances belongs to its new owner: the old
+    # one, stepping down or changed first, must leave it to a new owner that holds it.
+    service.index_owners(final_owners)
     stopped: list[InstanceConfig] = []
     started = False
     updated: list[InstanceConfig] = []
@@ -80,6 +84,7 @@ async def apply_changes(service: VrrpService, changes: ChangeSet) -> None:
             await service.update_in_place(config)
     except BaseException:
         await _undo(service, stopped, starting if started else [], [old[c.name] for c in updated])
+        service.index_owners()
         raise
     finally:
         service.unpin(pinned)
@@ -99,8 +104,11 @@ async def _undo(
         except Exception as exc:
             log.error("%s: restoring its settings failed: %s", config.name, exc)
     for config in started:
-        if config.name in service.instances:
-            await service.remove(config.name)
+        try:
+            if config.name in service.instances:
+                await service.remove(config.name)
+        except Exception as exc:
+            log.error("%s: stopping it failed: %s", config.name, exc)
     for config in stopped:
         try:
             await service.add_many([config])

@@ -16,6 +16,12 @@ AddressKey = tuple[str | None, str, str]  # namespace, device, address without i
 RouterKey = tuple[str | None, str, int, int]  # namespace, interface, family, VRID
 
 
+def identity(config: InstanceConfig) -> tuple[object, ...]:
+    """What makes an instance the same virtual router on the wire."""
+    owner = config.priority == 255  # the address owner starts differently (RFC 5798 §6.4.1)
+    return (config.netns, config.interface, config.family, config.vrid, config.version, owner)
+
+
 def address_keys(config: InstanceConfig) -> list[AddressKey]:
     return [(config.netns, vip.dev or config.interface, str(vip.address.ip)) for vip in config.vips]
 

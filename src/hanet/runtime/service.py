@@ -20,7 +20,7 @@ from hanet.runtime.config import ConfigError, InstanceConfig
 from hanet.runtime.droplog import RECEIVE_BUFFER_OVERFLOW
 from hanet.runtime.instance import Instance
 from hanet.runtime.link import Link
-from hanet.runtime.ownership import AddressKey, address_keys, check_instance_set
+from hanet.runtime.ownership import AddressKey, address_keys, check_instance_set, identity
 from hanet.runtime.scheduler import SLACK, Scheduler
 from hanet.vrrp import (
     AdvertReceived,
@@ -173,11 +173,12 @@ class VrrpService:
         pinned: set[LinkKey] = set()
         try:
             for config in configs:
+                # Pinned even when open already: an instance that restarts on its link
+                # (a new VRID, say) must not close it on the way and open it again.
                 key = (config.netns, config.interface, config.family)
-                if key not in self.links:
-                    await self._link_for(config)
-                    self.pinned.add(key)
-                    pinned.add(key)
+                await self._link_for(config)
+                self.pinned.add(key)
+                pinned.add(key)
         except BaseException:
             self.unpin(pinned)
             raise
@@ -272,14 +273,33 @@ class VrrpService:
 
     def _unowned(self, instance: Instance, vips: Any) -> tuple[Any, ...]:
         """The addresses among ``vips`` that no other instance holds: never delete an
-        address from under another instance's master."""
+        address from under another instance's master (one a change set just gave it)."""
         config = instance.config
         return tuple(
             vip
             for vip in vips
-            if self.owners.get((config.netns, vip.dev or config.interface, str(vip.address.ip)),
-                               instance.name) == instance.name
-        )  # fmt: skip
+            if not self._held_by_another(
+                instance, (config.netns, vip.dev or config.interface, str(vip.address.ip))
+            )
+        )
+
+    def _held_by_another(self, instance: Instance, key: AddressKey) -> bool:
+        owner = self.instances.get(self.owners.get(key, instance.name))
+        return (
+            owner is not None
+            and owner is not instance
+            and bool(owner.has_addresses or owner.wants_addresses)
+        )
+
+    def index_owners(self, owners: dict[AddressKey, str] | None = None) -> None:
+        """Who holds each address: ``owners`` as a change set will leave them, or else as
+        the running instances hold them now."""
+        if owners is None:
+            owners = {}
+            for instance in self.instances.values():
+                for key in address_keys(instance.config):
+                    owners.setdefault(key, instance.name)
+        self.owners = dict(owners)
 
     def close(self) -> None:
         for link in self.links.values():
@@ -504,9 +524,3 @@ class VrrpService:
 
     def status(self) -> list[dict[str, Any]]:
         return [instance.status() for instance in self.instances.values()]
-
-
-def identity(config: InstanceConfig) -> tuple[object, ...]:
-    """What makes an instance the same virtual router on the wire."""
-    owner = config.priority == 255  # the address owner starts differently (RFC 5798 §6.4.1)
-    return (config.netns, config.interface, config.family, config.vrid, config.version, owner)

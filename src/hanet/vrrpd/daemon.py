@@ -46,6 +46,8 @@ class Vrrpd:
         self.stopping = asyncio.Event()
         self.reload_lock = asyncio.Lock()
         self.reload_pending = False
+        self.reload_tasks: set[asyncio.Task[None]] = set()
+        self.hooks: dict[str, list[str]] = {}  # notify commands, checked once per reload
         self.runner = ScriptRunner()
         self.trackers: Trackers | None = None
         self.sync = SyncGroups(self)
@@ -77,12 +79,23 @@ class Vrrpd:
             self.file_instances = {c.name for c in configs}
             await self.service.start()
             await self.trackers.configure(model)
+            self.hooks.clear()  # prepared before configure set the script security rules
             log.info("hanet vrrpd: %d instances running", len(configs))
             await self.stopping.wait()
         finally:
             await self._shutdown()
 
     async def _shutdown(self) -> None:
+        # A reload or control change under way is cancelled (it undoes itself); none may
+        # start once the instances are being stopped.
+        self.stopping.set()
+        for task in list(self.reload_tasks):
+            task.cancel()
+        await asyncio.gather(*self.reload_tasks, return_exceptions=True)
+        async with self.reload_lock:
+            await self._stop_all()
+
+    async def _stop_all(self) -> None:
         if self.trackers is not None:
             await self.trackers.stop()
         if self.service is not None:
@@ -95,10 +108,12 @@ class Vrrpd:
     def _on_sighup(self) -> None:
         # A storm of SIGHUPs (Neutron's agents sent one per router change) must not queue
         # a reload each: one waiting reload reads the file as it is when its turn comes.
-        if self.reload_pending:
+        if self.reload_pending or self.stopping.is_set():
             return
         self.reload_pending = True
-        asyncio.get_running_loop().create_task(self.reload())
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self.reload_tasks.add(task)
+        task.add_done_callback(self.reload_tasks.discard)
 
     async def reload(self) -> None:
         """SIGHUP: apply the file again, all or nothing. Unchanged instances keep state and
@@ -116,24 +131,33 @@ class Vrrpd:
         if self.service is None or self.trackers is None:
             raise ConfigError("not running yet (vrrp_startup_delay): send SIGHUP once started")
         model, configs = await load_in_child(self.config_path)
+        if self.stopping.is_set():
+            raise ConfigError("the daemon is stopping")
         wanted = {c.name: c for c in configs}
-        clash = (set(wanted) - self.file_instances) & set(self.service.instances)
+        running = self.service.instances
+        clash = (set(wanted) - self.file_instances) & set(running)
         if clash:
             raise ConfigError(f"{sorted(clash)[0]} exists as a run-time instance")
-        running = self.service.instances
+        # A file instance that a failed change could not restart is not running: this
+        # reload starts it again rather than trying to change it.
+        present = self.file_instances & set(running)
         changes = ChangeSet(
-            add=tuple(c for name, c in wanted.items() if name not in self.file_instances),
+            add=tuple(c for name, c in wanted.items() if name not in present),
             change=tuple(
-                c
-                for name, c in wanted.items()
-                if name in self.file_instances and running[name].config != c
+                c for name, c in wanted.items() if name in present and running[name].config != c
             ),
-            remove=tuple(sorted(self.file_instances - set(wanted))),
+            remove=tuple(sorted(present - set(wanted))),
         )
         await apply_changes(self.service, changes)
         self.model = model
         self.file_instances = set(wanted)
-        await self.trackers.configure(model)
+        try:
+            await self.trackers.configure(model)
+        except Exception:  # the instances did change: say so, not "refused"
+            log.exception("reloaded %s, but tracking could not be set up", self.config_path)
+            return
+        finally:
+            self.hooks.clear()
         log.info("reloaded %s: %d instances", self.config_path, len(wanted))
 
     # Events --------------------------------------------------------------------------------
@@ -164,7 +188,10 @@ class Vrrpd:
             if command is None:
                 continue
             try:
-                self.runner.fire(self.runner.prepare(command) + extra)
+                argv = self.hooks.get(command)
+                if argv is None:  # checked once (script security stats paths, looks up users)
+                    argv = self.hooks[command] = self.runner.prepare(command)
+                self.runner.fire(argv + extra)
             except Exception as exc:
                 self.runner.counters["refused"] += 1
                 log.error("notify %r refused: %s", command, exc)
@@ -193,26 +220,36 @@ class Vrrpd:
         return config
 
     async def add_instance(self, name: str, entry: Any) -> None:
+        self._ready()
         assert self.service is not None
         if name in self.service.instances:
             raise RequestError(f"instance {name} exists already")
         await self._apply(ChangeSet(add=(self._runtime_config(name, entry),)))
 
     async def change_instance(self, name: str, entry: Any) -> None:
+        self._ready()
         assert self.service is not None
         if name not in self.service.instances or name in self.file_instances:
             raise RequestError(f"no run-time instance {name} (file instances change on reload)")
         await self._apply(ChangeSet(change=(self._runtime_config(name, entry),)))
 
     async def remove_instance(self, name: str) -> None:
+        self._ready()
         assert self.service is not None
         if name not in self.service.instances or name in self.file_instances:
             raise RequestError(f"no run-time instance {name} (file instances change on reload)")
         await self._apply(ChangeSet(remove=(name,)))
 
+    def _ready(self) -> None:
+        if self.service is None:
+            raise RequestError("not running yet (vrrp_startup_delay): try again once started")
+        if self.stopping.is_set():
+            raise RequestError("the daemon is stopping")
+
     async def _apply(self, changes: ChangeSet) -> None:
         assert self.service is not None
         async with self.reload_lock:  # one change to the running set at a time
+            self._ready()
             try:
                 await apply_changes(self.service, changes)
             except REFUSED as exc:

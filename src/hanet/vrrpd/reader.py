@@ -52,7 +52,8 @@ def load(path: Path, report: bool = True) -> Loaded:
 async def load_in_child(path: Path, deadline: float = READ_DEADLINE) -> Loaded:
     """``load(path)`` in a child process; ConfigError if it fails or takes too long."""
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hanet.vrrpd.reader", str(path),
+        # -P: the daemon's working folder is not on the path; the child runs as root.
+        sys.executable, "-P", "-m", "hanet.vrrpd.reader", str(path.absolute()),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
