@@ -132,3 +132,18 @@ def test_an_address_moved_between_instances_by_a_reload_stays(lan, daemons) -> N
     reload_and_wait(r1, after, "reloaded")
     assert r1.holds("10.0.0.203") and r1.holds(SECOND_VIP)
     assert_still_master(r1)
+
+
+def test_a_stop_during_a_reload_stops_cleanly(lan, daemons) -> None:
+    """SIGTERM while a reload is being read: the reload is dropped, the master hands over
+    and removes its address, and the daemon exits 0 without a traceback."""
+    r1 = daemons("vrrpd", lan, "r1", conf(200))
+    r1.wait_master(VIP4)
+    big = r1.workdir / "big.conf"
+    big.write_text("".join(f"global_defs {{\n  router_id r{i}\n}}\n" for i in range(40000)))
+    r1.reload(conf(200) + second() + f"include {big}\n")
+    r1.stop()
+    assert r1.proc is not None and r1.proc.returncode == 0
+    assert not r1.holds(VIP4) and not r1.holds(SECOND_VIP)
+    assert "Traceback" not in r1.log() and "reloaded" not in r1.log()
+    assert not r1.control.exists()
