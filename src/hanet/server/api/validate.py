@@ -51,7 +51,18 @@ def optional(inner: Converter) -> Converter:
     return convert
 
 
-@described({"type": "boolean"})
+# What convert_to_boolean takes, described exactly, so that a client (or a fuzzer) reading
+# /openapi.json knows that 0, 1 and "True" are booleans here too.
+BOOLEAN_SCHEMA = {
+    "anyOf": [
+        {"type": "boolean"},
+        {"type": "integer", "enum": [0, 1]},
+        {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0)$"},
+    ]
+}
+
+
+@described(BOOLEAN_SCHEMA)
 def boolean(field: str, value: Any) -> bool:
     # Neutron's convert_to_boolean also takes the strings the CLI sends.
     if isinstance(value, bool):
@@ -63,9 +74,18 @@ def boolean(field: str, value: Any) -> bool:
     raise InvalidInput(field, f"'{short(value)}' cannot be converted to boolean")
 
 
+DECIMAL = re.compile(r"[+-]?[0-9]+")
+
+
 def integer(low: int, high: int) -> Converter:
-    @described({"type": "integer", "minimum": low, "maximum": high})
+    # Neutron's convert_to_int takes the strings the CLI sends too: plain decimals only
+    # here (Python's int() would also take "1_0" and other digits), described as such.
+    string = {"type": "string", "pattern": f"^{DECIMAL.pattern}$"}
+
+    @described({"anyOf": [{"type": "integer", "minimum": low, "maximum": high}, string]})
     def convert(field: str, value: Any) -> int:
+        if isinstance(value, str) and not DECIMAL.fullmatch(value):
+            raise InvalidInput(field, f"'{short(value)}' is not an integer")
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise InvalidInput(field, f"'{short(value)}' is not an integer")
         try:
