@@ -12,6 +12,7 @@ from hanet.vrrp import (
     AnnounceAddresses,
     FaultChanged,
     ForceState,
+    HoldBackup,
     Params,
     PriorityChanged,
     ReleaseAddresses,
@@ -369,3 +370,64 @@ def test_a_group_member_only_says_it_wants_master_when_its_timer_fires() -> None
     ]
     actions = m.handle(ForceState(State.MASTER, "sync group G: every member wants MASTER"), 9)
     assert m.state is State.MASTER and not m.wants_master and SendAdvert(100) in actions
+
+
+def test_a_held_master_steps_down_with_priority_zero() -> None:
+    m = machine()
+    m.handle(Startup(), 0.0)
+    m.handle(Timeout(), m.next_deadline() or 0.0)
+    assert m.state is State.MASTER
+    actions = m.handle(HoldBackup(True, "server: forced standby"), 5.0)
+    assert actions[:2] == [SendAdvert(0), ReleaseAddresses()]
+    assert actions[2] == StateChanged(State.MASTER, State.BACKUP,
+                                      "held in BACKUP: server: forced standby")  # fmt: skip
+    assert m.held and m.hold_reason == "server: forced standby"
+
+
+def test_a_held_backup_never_takes_over_until_released() -> None:
+    """ForceState(BACKUP) lasts until the Master_Down_Timer fires; a hold does not."""
+    m = machine(priority=200)
+    m.handle(Startup(), 0.0)
+    m.handle(HoldBackup(True, "partition"), 0.1)
+    now = 0.1
+    for _ in range(5):  # the master is silent, or lower and preemptible: stays BACKUP
+        deadline = m.next_deadline()
+        if deadline is None:
+            m.handle(advert(100), now)  # a lower-priority master is heard
+            deadline = m.next_deadline()
+        now = max(now, deadline or now) + 0.1
+        assert m.handle(Timeout(), now) == []
+        assert m.state is State.BACKUP
+    assert m.handle(ForceState(State.MASTER, "sync group"), now) == []
+    assert m.handle(advert(0), now) == [] and m.handle(Timeout(), now + 1) == []
+    assert m.state is State.BACKUP and m.next_deadline() is None
+    assert m.handle(HoldBackup(False), now + 2) == []
+    assert not m.held and m.hold_reason == ""
+    deadline = m.next_deadline()
+    assert deadline == pytest.approx(now + 2 + m.master_down_interval)
+    actions = m.handle(Timeout(), deadline)
+    assert m.state is State.MASTER and SendAdvert(200) in actions
+
+
+def test_a_hold_before_startup_keeps_even_the_owner_backup() -> None:
+    m = machine(priority=255)
+    assert m.handle(HoldBackup(True, "wiring"), 0.0) == []
+    assert m.handle(Startup(), 0.0) == [StateChanged(State.INITIALIZE, State.BACKUP, "startup")]
+    assert m.handle(Timeout(), 10.0) == [] and m.state is State.BACKUP
+
+
+def test_a_held_group_member_does_not_ask_for_master() -> None:
+    m = machine(group_member=True)
+    m.handle(Startup(), 0.0)
+    m.handle(HoldBackup(True, "x"), 0.0)
+    assert m.handle(Timeout(), 100.0) == [] and not m.wants_master
+
+
+def test_a_held_instance_leaves_fault_as_backup_and_stays_held() -> None:
+    m = machine()
+    m.handle(Startup(), 0.0)
+    m.handle(HoldBackup(True, "x"), 0.0)
+    m.handle(FaultChanged(True, "eth0 down"), 1.0)
+    assert m.state is State.FAULT and m.held
+    m.handle(FaultChanged(False), 2.0)
+    assert m.state is State.BACKUP and m.handle(Timeout(), 100.0) == []

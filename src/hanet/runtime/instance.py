@@ -129,6 +129,8 @@ class Instance:
             "base_priority": self.config.priority,
             "master": str(m.master_address) if m.master_address else None,
             "master_since": self.master_since,
+            "held": m.held,
+            "hold_reason": m.hold_reason if m.held else None,
             "transitions": self.counters.transitions,
             "adverts_sent": self.counters.adverts_sent,
             "adverts_received": self.counters.adverts_received,

@@ -28,6 +28,7 @@ from hanet.vrrp import (
     DecodeError,
     FaultChanged,
     ForceState,
+    HoldBackup,
     PriorityChanged,
     ReleaseAddresses,
     SendAdvert,
@@ -66,6 +67,9 @@ class VrrpService:
         self.owners: dict[AddressKey, str] = {}
         # Links a change set opened ahead: kept open while their instances are replaced.
         self.pinned: set[LinkKey] = set()
+        # Instances held in BACKUP, by name, with the reason: a hold outlives a restart of
+        # its instance (a change of identity), so it is kept here, not only in the machine.
+        self.holds: dict[str, str] = {}
         self._scheduler: Scheduler | None = None
 
     # Start, stop and changes at run time --------------------------------------------------
@@ -160,6 +164,17 @@ class VrrpService:
         assert self.loop is not None
         self._apply(instance, instance.machine.handle(ForceState(state, reason), self.loop.time()))
 
+    def hold(self, name: str, held: bool, reason: str = "") -> None:
+        """Hold ``name`` in BACKUP until released (see hanet.vrrp.HoldBackup)."""
+        instance = self.instances[name]
+        assert self.loop is not None
+        if held:
+            self.holds[name] = reason
+        else:
+            self.holds.pop(name, None)
+        event = HoldBackup(held, reason)
+        self._apply(instance, instance.machine.handle(event, self.loop.time()))
+
     def set_fault(self, name: str, faulty: bool, reason: str) -> None:
         instance = self.instances[name]
         assert self.loop is not None
@@ -214,6 +229,8 @@ class VrrpService:
         if config.vrid in link.instances:
             raise ConfigError(f"vrid {config.vrid} on {config.interface} is in use")
         instance = Instance(config, link)
+        if config.name in self.holds:  # before Startup: a held instance starts as BACKUP
+            instance.machine.handle(HoldBackup(True, self.holds[config.name]), 0.0)
         link.instances[config.vrid] = instance
         self.instances[config.name] = instance
         self._own(instance)

@@ -134,7 +134,23 @@ class ForceState:
     reason: str
 
 
-Event = Startup | Shutdown | Timeout | AdvertReceived | PriorityChanged | FaultChanged | ForceState
+@dataclass(frozen=True)
+class HoldBackup:
+    """Hold the router in BACKUP until released (an agent's forced standby).
+
+    Unlike ForceState(BACKUP), which the next Master_Down_Timer undoes, a hold lasts: a
+    held master steps down (priority 0, so the peer takes over after Skew_Time) and a held
+    backup never takes over, whatever its timers say. ``held=False`` releases it: an
+    ordinary backup again, with a fresh Master_Down_Timer."""
+
+    held: bool
+    reason: str = ""
+
+
+Event = (
+    Startup | Shutdown | Timeout | AdvertReceived | PriorityChanged | FaultChanged | ForceState
+    | HoldBackup
+)  # fmt: skip
 
 
 # Actions --------------------------------------------------------------------------------
@@ -207,6 +223,8 @@ class VrrpMachine:
     wants_master: bool = field(default=False, init=False)
     priority: int = field(default=0, init=False)
     faulty: bool = field(default=False, init=False)
+    held: bool = field(default=False, init=False)  # see HoldBackup
+    hold_reason: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
         self.master_adver_interval_cs = self.params.advert_int_cs
@@ -285,6 +303,8 @@ class VrrpMachine:
             return self._fault_changed(event, now)
         if isinstance(event, ForceState):
             return self._forced(event, now)
+        if isinstance(event, HoldBackup):
+            return self._hold(event, now)
         if isinstance(event, Startup):
             return self._startup(now) if self._state is State.INITIALIZE else []
         if self._state is State.INITIALIZE:
@@ -307,16 +327,28 @@ class VrrpMachine:
             return [SendAdvert(priority)]
         return []
 
+    def _hold(self, event: HoldBackup, now: float) -> list[Action]:
+        self.held, self.hold_reason = event.held, event.reason if event.held else ""
+        if event.held and self._state is State.MASTER:
+            return self._step_down(now, f"held in BACKUP: {event.reason or 'no reason given'}")
+        if not event.held and self._state is State.BACKUP and self.master_down_deadline is None:
+            # Released: an ordinary backup, that takes over if no master is heard.
+            self.master_down_deadline = now + self.master_down_interval
+        return []
+
+    def _step_down(self, now: float, reason: str) -> list[Action]:
+        self.adver_deadline = None
+        self.master_down_deadline = now + self.master_down_interval
+        # Priority 0, as a master that stops: the peer takes over after Skew_Time, not
+        # after a whole Master_Down_Interval (for a sync group: all members in one step).
+        change = self._move(State.BACKUP, reason)
+        return [SendAdvert(0), ReleaseAddresses(), change]
+
     def _forced(self, event: ForceState, now: float) -> list[Action]:
-        if event.state is State.MASTER and self._state is State.BACKUP:
+        if event.state is State.MASTER and self._state is State.BACKUP and not self.held:
             return self._become_master(now, event.reason)
         if event.state is State.BACKUP and self._state is State.MASTER:
-            self.adver_deadline = None
-            self.master_down_deadline = now + self.master_down_interval
-            # Priority 0, as a master that stops: the peer's members take over after
-            # Skew_Time, so a whole group moves in one step instead of one timer each.
-            change = self._move(State.BACKUP, event.reason)
-            return [SendAdvert(0), ReleaseAddresses(), change]
+            return self._step_down(now, event.reason)
         if event.state is State.FAULT:
             return self._fault_changed(FaultChanged(True, event.reason), now)
         return []
@@ -345,7 +377,7 @@ class VrrpMachine:
             self.preempt_not_before = now + self.params.preempt_delay
         if self.faulty:
             return [self._move(State.FAULT, "a tracked object is down at startup")]
-        if self.params.is_owner:
+        if self.params.is_owner and not self.held:
             return self._become_master(now, "address owner (priority 255) starts as master")
         self.master_adver_interval_cs = self.params.advert_int_cs
         self.master_down_deadline = now + self.master_down_interval
@@ -364,6 +396,11 @@ class VrrpMachine:
     def _timeout(self, now: float) -> list[Action]:
         if self._state is State.BACKUP:
             if self.master_down_deadline is not None and now >= self.master_down_deadline:
+                if self.held:
+                    # Nothing to do when it fires; the next master's advert re-arms it,
+                    # and so does the release.
+                    self.master_down_deadline = None
+                    return []
                 reason = (
                     "master left (priority 0) and Skew_Time passed"
                     if self.master_resigned
