@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
-from hanet.server import changelog
+from hanet.server import changelog, segments
 from hanet.server.api.errors import BadRequest, not_found
 from hanet.server.dhcp import DHCP_AGENT, DhcpStore
 from hanet.server.l3store import GATEWAY, HA_INTERFACE, INTERFACE, _admin_only
@@ -34,6 +34,9 @@ from hanet.server.models import (
 from hanet.server.store import Context, network_view, port_view, subnet_view
 
 SPLIT_BRAIN_AFTER = timedelta(seconds=2)
+# The documents' schema. Fields are added within a version and agents ignore fields they
+# do not know; removing a field or changing its meaning raises the version.
+SCHEMA_VERSION = 1
 HA_STATES = ("active", "standby", "fault")
 
 
@@ -89,6 +92,7 @@ class Store(DhcpStore):
             else:
                 documents = self._agent_routers(session, agent, sorted(changed))
             return {
+                "schema_version": SCHEMA_VERSION,
                 "revision": latest,
                 key: documents,
                 "removed": sorted(removed),
@@ -141,9 +145,19 @@ class Store(DhcpStore):
             s.id: s for s in session.scalars(select(Subnet).where(Subnet.id.in_(subnet_ids)))
         }
         floating = self.routers_floatingips(session, router_ids)
+        network_ids = {p.network_id for of in ports.values() for p in of}
+        networks = {
+            n.id: segments.wiring(n)
+            for n in session.scalars(select(Network).where(Network.id.in_(network_ids)))
+        }
         return [
-            _router_document(row, agent, ports.get(row.id, []), bindings.get(row.id), subnets)
-            | {"floating_ips": floating[row.id]}
+            _wired(
+                _router_document(row, agent, ports.get(row.id, []), bindings.get(row.id), subnets)
+                | {"floating_ips": floating[row.id]},
+                agent,
+                ports.get(row.id, []),
+                networks,
+            )
             for row in routers
         ]
 
@@ -310,6 +324,34 @@ def _router_document(
         "ha_port": next(iter(port(HA_INTERFACE)), None),
         "ha_state": binding.ha_state if binding else None,
         "forced_standby": bool(binding and binding.forced_standby),
+    }
+
+
+def _wired(
+    document: dict[str, Any],
+    agent: Agent,
+    ports: list[Port],
+    networks: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The router's document with what the agent needs to wire each port (its network's
+    segment and MTU) and, for an HA router, its peers: the other agents' HA addresses on
+    the router's HA network, for VRRP unicast or checks."""
+
+    def wired(port: dict[str, Any] | None) -> dict[str, Any] | None:
+        if port is None:
+            return None
+        return port | networks.get(port["network_id"], segments.wiring(None))
+
+    peers = [
+        {"host": p.host_id, "ip_address": p.fixed_ips[0].ip_address}
+        for p in ports
+        if p.device_owner == HA_INTERFACE and p.host_id != agent.host and p.fixed_ips
+    ]
+    return document | {
+        "interfaces": [wired(p) for p in document["interfaces"]],
+        "gateway": wired(document["gateway"]),
+        "ha_port": wired(document["ha_port"]),
+        "ha_peers": sorted(peers, key=lambda peer: peer["host"]),
     }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from hanet.server.database import DEFAULT_URL
+from hanet.server.segments import DEFAULT_VNI_RANGES, parse_vni_ranges
 
 
 class ServerConfigError(ValueError):
@@ -38,6 +39,10 @@ class ServerConfig:
     # Seconds a connection may sit idle, take to send a request's headers, or take to send
     # its body: a client that stalls is cut off rather than holding a connection forever.
     client_timeout: float = 30.0
+    # VNIs of tenant and HA networks, as ML2's [ml2_type_vxlan] vni_ranges (hanet.server.segments).
+    vni_ranges: list[str] = field(default_factory=lambda: list(DEFAULT_VNI_RANGES))
+    # The underlay's MTU, as Neutron's global_physnet_mtu: VXLAN networks get 50 less.
+    global_physnet_mtu: int = 1500
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -67,6 +72,12 @@ def check(values: dict[str, Any], where: str) -> ServerConfig:
         raise ServerConfigError(f"{where}: unknown setting '{unknown[0]}'")
     if "tokens" in values:
         values["tokens"] = _tokens(values["tokens"], where)
+    if "vni_ranges" in values:
+        try:
+            ranges = parse_vni_ranges(values["vni_ranges"])
+        except ValueError as exc:
+            raise ServerConfigError(f"{where}: vni_ranges: {exc}") from None
+        values["vni_ranges"] = [f"{low}:{high}" for low, high in ranges]
     defaults = ServerConfig()
     for name, value in values.items():
         expected = type(getattr(defaults, name))
@@ -83,6 +94,8 @@ def check(values: dict[str, Any], where: str) -> ServerConfig:
         raise ServerConfigError(f"{where}: bind: expected HOST:PORT") from None
     if config.max_l3_agents_per_router < 1 or config.dhcp_agents_per_network < 1:
         raise ServerConfigError(f"{where}: agents per router / network must be at least 1")
+    if not 1280 <= config.global_physnet_mtu <= 9216:
+        raise ServerConfigError(f"{where}: global_physnet_mtu: expected 1280 to 9216")
     if config.client_timeout <= 0:
         raise ServerConfigError(f"{where}: client_timeout must be positive")
     if config.agent_down_time <= config.report_interval:

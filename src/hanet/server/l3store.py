@@ -175,9 +175,11 @@ class L3Store(PortStore):
             ha_owner=project_id,
             name=f"HA network tenant {project_id}",
             admin_state_up=True,
+            **self.segments.prepare({}),
         )
         session.add(network)
         session.flush()
+        self.segments.record(session, network)
         session.add(HANetwork(network_id=network.id, project_id=project_id, position=position))
         first, last = HA_CIDR.network_address + 1, HA_CIDR.broadcast_address - 1
         session.add(

@@ -240,3 +240,17 @@ class NetworkDhcpBinding(Base):
     __table_args__ = (
         UniqueConstraint("network_id", "binding_index", name="uq_network_dhcp_index"),
     )
+
+
+class NetworkSegment(Base):
+    """The L2 segment a network uses (hanet.server.segments). The key is the segment, so
+    no two networks share one: a VNI, a VLAN of a physical network, or a flat physical
+    network (segmentation_id 0). Deleted with its network, which frees the segment."""
+
+    __tablename__ = "network_segments"
+    network_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    physical_network: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" if none
+    segmentation_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    network_id: Mapped[str] = mapped_column(
+        ForeignKey("networks.id", ondelete="CASCADE"), unique=True
+    )

@@ -22,6 +22,7 @@ from hanet.server import changelog, ipam
 from hanet.server.api.errors import BadRequest, Conflict, InvalidInput, not_found
 from hanet.server.database import make_engine
 from hanet.server.models import IPAllocation, Network, Port, Subnet, utcnow
+from hanet.server.segments import Segments
 
 RETRIES = 20  # candidates tried when another request takes the same address or MAC
 ORDERED_UP_TO = 1024  # addresses; bigger pools hand out random addresses (see _allocate_one)
@@ -122,6 +123,7 @@ class SqlStore:
                 engine.url.render_as_string(hide_password=False), immediate=True
             )
         self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.segments = Segments()  # the configured ranges: hanet.server.testing.store_for
         self.writes = sessionmaker(self.writer, expire_on_commit=False)
         changelog.install(self.writes)
 
@@ -164,6 +166,7 @@ class SqlStore:
     # Networks -----------------------------------------------------------------------------
 
     def create_network(self, ctx: Context, values: dict[str, Any]) -> dict[str, Any]:
+        segment = self.segments.prepare(values)
         with self.writes.begin() as session:
             row = Network(
                 id=str(uuid.uuid4()),
@@ -173,13 +176,11 @@ class SqlStore:
                 admin_state_up=values["admin_state_up"],
                 shared=values["shared"],
                 external=values["router:external"],
-                mtu=values["mtu"],
-                network_type=values["provider:network_type"],
-                physical_network=values["provider:physical_network"],
-                segmentation_id=values["provider:segmentation_id"],
+                **segment,
             )
             session.add(row)
             session.flush()
+            self.segments.record(session, row)
             return network_view(row)
 
     def get_network(self, ctx: Context, network_id: str) -> dict[str, Any]:
@@ -201,6 +202,8 @@ class SqlStore:
         with self.writes.begin() as session:
             row = self._owned(ctx, self._network(session, ctx, network_id), "network", network_id)
             renames = {"router:external": "external"}
+            if "mtu" in values:
+                self.segments.check_mtu(row.network_type, values["mtu"])
             for key, value in values.items():
                 if key == "port_security_enabled":
                     continue

@@ -25,6 +25,7 @@ from hanet.server.client import ApiClient
 from hanet.server.config import ServerConfig
 from hanet.server.database import make_engine, upgrade
 from hanet.server.models import Agent, utcnow
+from hanet.server.segments import Segments
 
 
 def store_for(engine: Any, config: ServerConfig) -> Store:
@@ -35,6 +36,8 @@ def store_for(engine: Any, config: ServerConfig) -> Store:
         agent_down_time=config.agent_down_time,
     )
     store.dhcp_agents_per_network = config.dhcp_agents_per_network
+    store.segments = Segments(config.vni_ranges, config.global_physnet_mtu)
+    store.segments.adopt(store.writes)
     return store
 
 

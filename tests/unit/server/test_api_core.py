@@ -26,7 +26,7 @@ def test_network_lifecycle_has_neutron_shapes(alice: ApiClient) -> None:
     net = created.body["network"]
     assert net["name"] == "blue" and net["project_id"] == net["tenant_id"] == "alice"
     assert net["status"] == "ACTIVE" and net["admin_state_up"] is True
-    assert net["subnets"] == [] and net["router:external"] is False and net["mtu"] == 1500
+    assert net["subnets"] == [] and net["router:external"] is False and net["mtu"] == 1450
     shown = alice.get(f"/v2.0/networks/{net['id']}")
     assert shown.status == 200 and shown.body["network"]["id"] == net["id"]
     updated = alice.put(f"/v2.0/networks/{net['id']}", {"network": {"name": "green"}})

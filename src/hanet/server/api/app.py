@@ -199,6 +199,7 @@ def collection_routes(collection: str, resource: Resource) -> list[web.RouteDef]
     async def listing_(request: web.Request) -> web.Response:
         ctx = context_of(request)
         rows = await in_thread(getattr(request.app[STORE], f"list_{collection}"), ctx)
+        rows = [attributes.shown(resource.spec, r, ctx.is_admin) for r in rows]
         query = {k: request.query.getall(k) for k in request.query}
         return web.json_response(
             listing.apply(rows, query, str(request.url.with_query(None)), collection)
@@ -210,12 +211,14 @@ def collection_routes(collection: str, resource: Resource) -> list[web.RouteDef]
             name, resource.spec, await read_body(request), creating=True, is_admin=ctx.is_admin
         )
         row = await in_thread(getattr(request.app[STORE], f"create_{name}"), ctx, values)
+        row = attributes.shown(resource.spec, row, ctx.is_admin)
         return web.json_response({name: row}, status=201)
 
     async def show(request: web.Request) -> web.Response:
         ctx = context_of(request)
         row_id = identifier(request, name)
         row = await in_thread(getattr(request.app[STORE], f"get_{name}"), ctx, row_id)
+        row = attributes.shown(resource.spec, row, ctx.is_admin)
         fields = [f for f in request.query.getall("fields", []) if f]
         if fields:
             row = {k: v for k, v in row.items() if k in fields}
@@ -228,7 +231,7 @@ def collection_routes(collection: str, resource: Resource) -> list[web.RouteDef]
             name, resource.spec, await read_body(request), creating=False, is_admin=ctx.is_admin
         )
         row = await in_thread(getattr(request.app[STORE], f"update_{name}"), ctx, row_id, values)
-        return web.json_response({name: row})
+        return web.json_response({name: attributes.shown(resource.spec, row, ctx.is_admin)})
 
     async def delete(request: web.Request) -> web.Response:
         ctx = context_of(request)

@@ -24,6 +24,7 @@ class Attr:
     post: bool = True
     put: bool = False
     admin: bool = False
+    hidden: bool = False  # shown to admins only (Neutron's get_<resource>:<attr> admin_only)
 
 
 NAME = Attr(v.string(255), "", put=True)
@@ -49,12 +50,15 @@ NETWORK: dict[str, Attr] = {
     "admin_state_up": ADMIN_STATE,
     "shared": Attr(v.boolean, False, put=True, admin=True),
     "router:external": Attr(v.boolean, False, put=True, admin=True),
-    "mtu": Attr(v.integer(68, 9216), 1500, put=True),
+    # The MTU and the segment default to what hanet.server.segments draws.
+    "mtu": Attr(v.integer(68, 9216), UNSET, put=True),
     "provider:network_type": Attr(
-        v.optional(v.one_of("flat", "vlan", "vxlan", "geneve", "local")), None, admin=True
+        v.optional(v.one_of("flat", "vlan", "vxlan")), UNSET, admin=True, hidden=True
     ),
-    "provider:physical_network": Attr(v.optional(v.string(64)), None, admin=True),
-    "provider:segmentation_id": Attr(v.optional(v.integer(1, 16777215)), None, admin=True),
+    "provider:physical_network": Attr(v.optional(v.string(64)), UNSET, admin=True, hidden=True),
+    "provider:segmentation_id": Attr(
+        v.optional(v.integer(1, 16777215)), UNSET, admin=True, hidden=True
+    ),
     "port_security_enabled": Attr(v.boolean, True, put=True),
     "availability_zone_hints": Attr(v.list_of(v.string(255), 16), UNSET),
 }
@@ -134,6 +138,13 @@ def parse(
             if attr.default is not UNSET:
                 values[name] = attr.default
     return values
+
+
+def shown(spec: dict[str, Attr], row: dict[str, Any], is_admin: bool) -> dict[str, Any]:
+    """``row`` as its reader may see it: without hidden attributes unless admin."""
+    if is_admin:
+        return row
+    return {k: value for k, value in row.items() if not (k in spec and spec[k].hidden)}
 
 
 GATEWAY_INFO = v.mapping(
