@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hanet.keepalived.model import KeepalivedConfig
 from hanet.runtime.changes import REFUSED, ChangeSet, apply_changes
-from hanet.runtime.config import ConfigError, InstanceConfig, parse_instances
+from hanet.runtime.config import ConfigError, InstanceConfig
 from hanet.runtime.instance import Instance
 from hanet.runtime.service import VrrpService
 from hanet.vrrp import State, StateChanged
@@ -24,9 +25,15 @@ from hanet.vrrpd.events import EventHub, Subscription
 from hanet.vrrpd.metrics import MetricsServer
 from hanet.vrrpd.paths import PidFile
 from hanet.vrrpd.reader import load_in_child
+from hanet.vrrpd.schema import InstanceSpec
 from hanet.vrrpd.scripts import ScriptRunner, state_hook
 from hanet.vrrpd.sync import SyncGroups
 from hanet.vrrpd.trackers import Trackers
+from hanet.vrrpd.tracking import Tracking
+
+# What a change to the run-time instances is: the change set, and what each named
+# instance tracks afterwards (None: nothing, or removed).
+Plan = tuple[ChangeSet, dict[str, Tracking | None]]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +49,7 @@ class Vrrpd:
         self.service: VrrpService | None = None
         self.model = KeepalivedConfig()
         self.file_instances: set[str] = set()
-        self.subscribers = EventHub()
+        self.subscribers = EventHub(snapshot=self._snapshot)
         self.stopping = asyncio.Event()
         self.reload_lock = asyncio.Lock()
         self.reload_pending = False
@@ -149,6 +156,7 @@ class Vrrpd:
             remove=tuple(sorted(present - set(wanted))),
         )
         await apply_changes(self.service, changes)
+        self._forget_holds()
         self.model = model
         self.file_instances = set(wanted)
         try:
@@ -212,51 +220,136 @@ class Vrrpd:
             "control": self.subscribers.status(),
         }
 
-    def _runtime_config(self, name: str, entry: Any) -> InstanceConfig:
-        try:
-            (config,) = parse_instances({"instances": {name: entry}}, "request")
-        except ConfigError as exc:
-            raise RequestError(str(exc)) from None
-        return config
-
-    async def add_instance(self, name: str, entry: Any) -> None:
-        self._ready()
+    def _run_time(self, name: str) -> Instance:
         assert self.service is not None
-        if name in self.service.instances:
-            raise RequestError(f"instance {name} exists already")
-        await self._apply(ChangeSet(add=(self._runtime_config(name, entry),)))
-
-    async def change_instance(self, name: str, entry: Any) -> None:
-        self._ready()
-        assert self.service is not None
-        if name not in self.service.instances or name in self.file_instances:
+        instance = self.service.instances.get(name)
+        if instance is None or name in self.file_instances:
             raise RequestError(f"no run-time instance {name} (file instances change on reload)")
-        await self._apply(ChangeSet(change=(self._runtime_config(name, entry),)))
+        return instance
+
+    async def add_instance(self, name: str, entry: InstanceSpec) -> None:
+        def plan() -> Plan:
+            assert self.service is not None
+            if name in self.service.instances:
+                raise RequestError(f"instance {name} exists already")
+            return ChangeSet(add=(entry.config,)), {name: entry.tracking}
+
+        await self._apply(plan)
+
+    async def change_instance(self, name: str, entry: InstanceSpec) -> None:
+        def plan() -> Plan:
+            self._run_time(name)
+            return ChangeSet(change=(entry.config,)), {name: entry.tracking}
+
+        await self._apply(plan)
 
     async def remove_instance(self, name: str) -> None:
+        def plan() -> Plan:
+            self._run_time(name)
+            return ChangeSet(remove=(name,)), {name: None}
+
+        await self._apply(plan)
+
+    async def sync_instances(self, instances: dict[str, InstanceSpec]) -> dict[str, Any]:
+        """``instances`` is the complete set of run-time instances: add, change and remove
+        to match it, as one change; file instances are never touched."""
+        changes = ChangeSet()
+
+        def plan() -> Plan:
+            nonlocal changes
+            assert self.service is not None
+            files = sorted(set(instances) & self.file_instances)
+            if files:
+                raise RequestError(f"instances.{files[0]}: a file instance (sync manages the "
+                                   "run-time instances only)")  # fmt: skip
+            running = {n: i.config for n, i in self.service.instances.items()
+                       if n not in self.file_instances}  # fmt: skip
+            changes = ChangeSet(
+                add=tuple(s.config for n, s in instances.items() if n not in running),
+                change=tuple(
+                    s.config
+                    for n, s in instances.items()
+                    if n in running and running[n] != s.config
+                ),
+                remove=tuple(sorted(set(running) - set(instances))),
+            )
+            tracking = {n: s.tracking for n, s in instances.items()}
+            return changes, {**tracking, **dict.fromkeys(changes.remove)}
+
+        await self._apply(plan)
+        return {
+            "added": sorted(c.name for c in changes.add),
+            "changed": sorted(c.name for c in changes.change),
+            "removed": list(changes.remove),
+        }
+
+    def hold(self, name: str, held: bool, reason: str) -> None:
+        """Hold an instance in BACKUP until released; a restart (a change of identity)
+        keeps the hold, removing the instance ends it."""
         self._ready()
         assert self.service is not None
-        if name not in self.service.instances or name in self.file_instances:
-            raise RequestError(f"no run-time instance {name} (file instances change on reload)")
-        await self._apply(ChangeSet(remove=(name,)))
+        if name not in self.service.instances:
+            raise RequestError(f"no instance {name}")
+        if held:
+            log.info("%s: held in BACKUP (%s)", name, reason or "no reason given")
+        elif name in self.service.holds:
+            log.info("%s: hold released", name)
+        self.service.hold(name, held, reason)
+
+    def _forget_holds(self) -> None:
+        assert self.service is not None
+        for name in set(self.service.holds) - set(self.service.instances):
+            del self.service.holds[name]
 
     def _ready(self) -> None:
-        if self.service is None:
+        if self.service is None or self.trackers is None:
             raise RequestError("not running yet (vrrp_startup_delay): try again once started")
         if self.stopping.is_set():
             raise RequestError("the daemon is stopping")
 
-    async def _apply(self, changes: ChangeSet) -> None:
-        assert self.service is not None
+    async def _apply(self, plan: Callable[[], Plan]) -> None:
+        """Plan and apply one change to the run-time instances, all or nothing: the
+        namespaces their tracking needs are watched before anything running changes."""
+        self._ready()
         async with self.reload_lock:  # one change to the running set at a time
             self._ready()
+            assert self.service is not None and self.trackers is not None
+            changes, tracking = plan()
+            old = self.trackers.control
+            new = {**old, **{n: t for n, t in tracking.items() if t is not None}}
+            for name in [n for n, t in tracking.items() if t is None]:
+                new.pop(name, None)
             try:
+                await self.trackers.watch({t.netns for t in new.values()})
                 await apply_changes(self.service, changes)
             except REFUSED as exc:
+                await self.trackers.set_control(old)  # stops the watchers started for it
                 raise RequestError(str(exc)) from None
+            except BaseException:
+                await self.trackers.set_control(old)
+                raise
+            self._forget_holds()
+            await self.trackers.set_control(new)
 
-    def subscribe(self) -> Subscription:
-        return self.subscribers.subscribe()
+    def _snapshot(self) -> dict[str, Any]:
+        """Every instance's state, as of the event numbered ``seq``."""
+        instances = []
+        if self.service is not None:
+            for name, instance in self.service.instances.items():
+                machine = instance.machine
+                instances.append({
+                    "instance": name,
+                    "state": machine.state.name,
+                    "priority": machine.priority,
+                    "held": machine.held,
+                    "hold_reason": machine.hold_reason if machine.held else None,
+                    "fault": self.trackers.faults.get(name) if self.trackers else None,
+                    "source": "file" if name in self.file_instances else "control",
+                })  # fmt: skip
+        return {"event": "snapshot", "seq": self.subscribers.seq, "instances": instances}
+
+    def subscribe(self, snapshots: bool = False) -> Subscription:
+        return self.subscribers.subscribe(snapshots)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.subscribers.unsubscribe(subscription)

@@ -1,8 +1,16 @@
-"""Feeding tracked scripts, interfaces and files into the instances' priority and FAULT."""
+"""Feeding tracked scripts, interfaces and files into the instances' priority and FAULT.
+
+File instances track what keepalived.conf says; run-time instances added with the control
+socket's version 1 track their interfaces (``control``), in their own namespace. One
+netlink watcher per namespace follows every link there, for as long as an instance tracks
+something in it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,10 +76,11 @@ class Trackers:
     def __init__(self, daemon: Vrrpd, runner: ScriptRunner) -> None:
         self.daemon, self.runner = daemon, runner
         self.seen = Observations()
-        self.tracking: dict[str, Tracking] = {}
+        self.tracking: dict[str, Tracking] = {}  # file instances
+        self.control: dict[str, Tracking] = {}  # run-time instances
         self.faults: dict[str, str | None] = {}
         self.checks: dict[str, tuple[Any, ScriptCheck]] = {}
-        self.interfaces: InterfaceWatcher | None = None
+        self.watchers: dict[str | None, InterfaceWatcher] = {}  # by namespace
         self.files: FileWatcher | None = None
 
     async def configure(self, model: KeepalivedConfig) -> None:
@@ -87,11 +96,7 @@ class Trackers:
         for name, script in model.scripts.items():
             if name not in self.checks:
                 self._start_check(name, script)
-        if self.interfaces is not None:
-            await self.interfaces.stop()
-        names = {w.name for t in self.tracking.values() for w in t.interfaces}
-        self.interfaces = InterfaceWatcher(None, names, self._interface_changed)
-        await self.interfaces.start()
+        await self.watch({None})
         if self.files is not None:
             await self.files.stop()
         paths = {n: Path(t.file) for n, t in model.track_files.items() if t.file}
@@ -132,8 +137,44 @@ class Trackers:
         self.seen.scripts_ok[name] = ok
         self.reevaluate()
 
-    def _interface_changed(self, name: str, up: bool) -> None:
-        self.seen.interfaces_up[name] = up
+    def _interface_changed(self, netns: str | None, name: str, up: bool) -> None:
+        if netns is None:
+            self.seen.interfaces_up[name] = up
+        else:
+            self.seen.interfaces_in.setdefault(netns, {})[name] = up
+        self.reevaluate()
+
+    async def watch(self, namespaces: set[str | None]) -> None:
+        """Follow the links of these namespaces too (each one's first dump is done on
+        return). All or nothing: on failure the watchers started here are stopped."""
+        started: list[InterfaceWatcher] = []
+        try:
+            for netns in namespaces - set(self.watchers):
+                watcher = InterfaceWatcher(netns, None, partial(self._interface_changed, netns))
+                started.append(watcher)
+                await watcher.start()
+                self.watchers[netns] = watcher
+                if netns is None:
+                    self.seen.interfaces_up.update(watcher.state)
+                else:
+                    self.seen.interfaces_in[netns] = dict(watcher.state)
+        except BaseException:
+            for watcher in started:
+                self.watchers.pop(watcher.netns, None)
+                await _stop_watcher(watcher)
+            raise
+
+    async def set_control(self, tracking: dict[str, Tracking]) -> None:
+        """What the run-time instances track now; watchers of namespaces nobody tracks
+        any more are stopped (their sockets would keep a deleted namespace alive)."""
+        self.control = dict(tracking)
+        for name in set(self.faults) - set(self.tracking) - set(self.control):
+            del self.faults[name]
+        wanted = {None} | {t.netns for t in self.control.values()}
+        for netns in set(self.watchers) - wanted:
+            await _stop_watcher(self.watchers.pop(netns))
+            if netns is not None:
+                self.seen.interfaces_in.pop(netns, None)
         self.reevaluate()
 
     def _file_changed(self, name: str, value: int) -> None:
@@ -149,6 +190,10 @@ class Trackers:
         for name, tracking in self.tracking.items():
             if name in service.instances:
                 results[name] = evaluate(model.instances[name].priority, tracking, self.seen)
+        for name, tracking in self.control.items():
+            instance = service.instances.get(name)
+            if instance is not None:
+                results[name] = evaluate(instance.config.priority, tracking, self.seen)
         for group in model.sync_groups.values():
             # One member's fault is the whole group's.
             reasons = [results[m][1] for m in group.members if m in results and results[m][1]]
@@ -157,7 +202,9 @@ class Trackers:
                     results[member] = (results[member][0], f"sync group {group.name}: {reasons[0]}")
         for name, (priority, fault) in results.items():
             service.set_priority(name, priority)
-            if self.faults.get(name) != fault:
+            # The machine too: an instance restarted by a change starts without a fault.
+            faulty = service.instances[name].machine.faulty
+            if self.faults.get(name) != fault or faulty != (fault is not None):
                 self.faults[name] = fault
                 service.set_fault(name, fault is not None, fault or "tracked objects recovered")
 
@@ -167,7 +214,13 @@ class Trackers:
     async def stop(self) -> None:
         for _, check in self.checks.values():
             await check.stop()
-        if self.interfaces is not None:
-            await self.interfaces.stop()
+        for watcher in self.watchers.values():
+            await _stop_watcher(watcher)
+        self.watchers.clear()
         if self.files is not None:
             await self.files.stop()
+
+
+async def _stop_watcher(watcher: InterfaceWatcher) -> None:
+    with contextlib.suppress(Exception):  # one that failed to start has no socket
+        await watcher.stop()

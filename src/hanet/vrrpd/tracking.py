@@ -7,7 +7,9 @@
 - track_file: the file's integer times its weight is added (weight 0: non-zero is FAULT);
   an offset of -254 or less is FAULT;
 - in a sync group every weight counts as 0;
-- the result is kept within 1..254; the address owner (255) never moves.
+- the result is kept within 1..254; the address owner (255) never moves;
+- an interface is looked up in the instance's own namespace (``Tracking.netns``); one that
+  does not exist there is down.
 The watchers that feed it are below.
 """
 
@@ -46,24 +48,29 @@ class Tracking:
     interfaces: tuple[Weighted, ...] = ()
     files: tuple[Weighted, ...] = ()
     in_sync_group: bool = False
+    netns: str | None = None  # where the interfaces are; None: the daemon's namespace
 
 
 @dataclass
 class Observations:
     scripts_ok: dict[str, bool] = field(default_factory=dict)
-    interfaces_up: dict[str, bool] = field(default_factory=dict)
+    interfaces_up: dict[str, bool] = field(default_factory=dict)  # the daemon's namespace
+    interfaces_in: dict[str, dict[str, bool]] = field(default_factory=dict)  # by namespace
     file_values: dict[str, int] = field(default_factory=dict)
 
 
 def evaluate(base: int, tracking: Tracking, seen: Observations) -> tuple[int, str | None]:
     """(effective priority, the reason for FAULT or None)."""
     offset = 0
-    for kind, items, states in (
-        ("vrrp_script", tracking.scripts, seen.scripts_ok),
-        ("interface", tracking.interfaces, seen.interfaces_up),
+    links = (
+        seen.interfaces_up if tracking.netns is None else seen.interfaces_in.get(tracking.netns, {})
+    )
+    for kind, items, states, unknown in (
+        ("vrrp_script", tracking.scripts, seen.scripts_ok, True),
+        ("interface", tracking.interfaces, links, False),
     ):
         for item in items:
-            good = states.get(item.name, True)
+            good = states.get(item.name, unknown)
             weight = 0 if tracking.in_sync_group else item.weight
             if weight == 0:
                 if not good:
@@ -90,21 +97,27 @@ def evaluate(base: int, tracking: Tracking, seen: Observations) -> tuple[int, st
 
 
 class InterfaceWatcher:
-    """Follows the carrier of a set of interfaces in one namespace, from netlink events."""
+    """Follows the carrier of the interfaces in one namespace, from netlink events: those
+    in ``names``, or every one when ``names`` is None."""
 
-    def __init__(self, netns: str | None, names: set[str],
+    def __init__(self, netns: str | None, names: set[str] | None,
                  on_change: Callable[[str, bool], None]) -> None:  # fmt: skip
         self.netns, self.names, self.on_change = netns, names, on_change
         self.state: dict[str, bool] = {}
         self.task: asyncio.Task[None] | None = None
+        self.loading = False  # the first dump is read whole: no change per interface
 
     async def start(self) -> None:
+        """Once started, ``state`` holds every watched interface; changes from then on
+        are reported to ``on_change``."""
+        self.loading = True
         self.ipr = await open_netlink(self.netns)
         await self.ipr.bind(groups=RTMGRP_LINK)  # before the dump: no change falls between
         async for link in await self.ipr.link("dump"):
             self._update(link)
-        for name in self.names - set(self.state):
+        for name in (self.names or set()) - set(self.state):
             self._set(name, False)  # not there (yet): down
+        self.loading = False
         self.task = asyncio.get_running_loop().create_task(self._events())
 
     async def stop(self) -> None:
@@ -115,7 +128,7 @@ class InterfaceWatcher:
 
     def _update(self, message: Any) -> None:
         name = message.get("IFLA_IFNAME")
-        if name not in self.names:
+        if name is None or (self.names is not None and name not in self.names):
             return
         flags = message.get("flags", 0) or 0
         deleted = message.get("event") == "RTM_DELLINK"
@@ -124,7 +137,8 @@ class InterfaceWatcher:
     def _set(self, name: str, up: bool) -> None:
         if self.state.get(name) != up:
             self.state[name] = up
-            self.on_change(name, up)
+            if not self.loading:
+                self.on_change(name, up)
 
     async def _events(self) -> None:
         while True:  # pyroute2's get() ends after each batch of broadcast messages
