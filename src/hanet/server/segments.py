@@ -167,7 +167,7 @@ class Segments:
         Conflict (409) when an admin's segment is taken, ServiceUnavailable (503) when the
         range is exhausted, as Neutron's TunnelIdInUse / NoNetworkAvailable."""
         if network.network_type == VXLAN and network.segmentation_id is None:
-            network.segmentation_id = self._draw_vni(session, network.id)
+            network.segmentation_id = self._draw_vni(session, network)
             return
         if not self._take(session, network, network.segmentation_id or NO_ID):
             raise _in_use(network)
@@ -187,9 +187,7 @@ class Segments:
         except IntegrityError:
             return False
 
-    def _draw_vni(self, session: Session, network_id: str) -> int:
-        network = session.get(Network, network_id)
-        assert network is not None
+    def _draw_vni(self, session: Session, network: Network) -> int:
         for attempt in range(RETRIES):
             vni = self._candidate(session, attempt)
             if self._take(session, network, vni):
