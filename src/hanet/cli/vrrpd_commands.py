@@ -63,6 +63,7 @@ def vrrpd(
         for problem in [*model.problems, *refused_scripts(model, default_script_user())]:
             click.echo(str(problem), err=True)
         sys.exit(0)
+    _raise_file_limit()
     try:
         daemon = Vrrpd(
             config_file,
@@ -77,6 +78,24 @@ def vrrpd(
     except (RuntimeError, LookupError, OSError, ConfigError) as exc:
         click.echo(f"hanet vrrpd: {exc}", err=True)
         sys.exit(1)
+
+
+def _raise_file_limit() -> None:
+    """Soft limit of open files up to the hard one: a router costs about 4 files (VRRP and
+    netlink sockets, a packet socket on a master), and under systemd's soft limit of 1,024
+    the 253rd router failed with EMFILE. The hard limit is what the administrator allows."""
+    import logging
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard
+    if hard == resource.RLIM_INFINITY:  # the kernel refuses an infinite soft limit here
+        wanted = int(Path("/proc/sys/fs/nr_open").read_text())
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            logging.getLogger(__name__).warning("open files stay limited to %d: %s", soft, exc)
 
 
 @click.command("status")

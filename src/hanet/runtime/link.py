@@ -50,14 +50,10 @@ class Link:
         with inside(self.netns):
             sock_family = socket.AF_INET if self.family == 4 else socket.AF_INET6
             self.socket = VrrpSocket(self.ifname, self.facts.index, sock_family)
-        self.announcer = self._new_announcer(self.ifname, self.facts.index, self.facts.mac)
+        # Its sockets open on the first announcement, in this namespace (Announcer).
+        self.announcer = Announcer(self.netns, self.ifname, self.facts.index,
+                                   mac_bytes(self.facts.mac))  # fmt: skip
         self.announcers = {self.ifname: self.announcer}
-
-    def _new_announcer(self, ifname: str, index: int, mac: str) -> Announcer:
-        with inside(self.netns):
-            announcer = Announcer(ifname, index, mac_bytes(mac))
-            announcer.open()
-        return announcer
 
     async def announcer_for(self, ifname: str) -> Announcer:
         """The announcer of another device of this namespace (a Neutron qg- port, say)."""
@@ -65,7 +61,7 @@ class Link:
             assert self.ipr is not None
             index = await self.devices.index(ifname)
             facts = await netaddr.interface_facts(self.ipr, ifname, set())
-            self.announcers[ifname] = self._new_announcer(ifname, index, facts.mac)
+            self.announcers[ifname] = Announcer(self.netns, ifname, index, mac_bytes(facts.mac))
         return self.announcers[ifname]
 
     def close(self) -> None:

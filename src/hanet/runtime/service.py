@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hanet.linux import accept_filter
+from hanet.linux import accept_filter, announce_socket
 from hanet.runtime import placement
 from hanet.runtime.changes import ChangeSet, apply_changes
 from hanet.runtime.config import ConfigError, InstanceConfig
@@ -91,6 +91,7 @@ class VrrpService:
         for name in list(self.instances):
             await self.remove(name)
         self.close()
+        await announce_socket.closed()  # packet sockets close on threads (announce_socket)
 
     async def add(self, config: InstanceConfig) -> Instance:
         (instance,) = await self.add_many([config])
