@@ -1,12 +1,19 @@
 """The local control socket: one JSON object per line, one answer per request.
 
-Requests (``{"command": ...}``):
+Requests (``{"command": ..., "version": 1}``; schema.py has what each may say):
 - ``status``: every instance and script;
 - ``subscribe``: then a line per state change, until the client hangs up (see events.py);
-- ``add`` / ``change`` with ``name`` and ``instance`` (the keys of hanet's instance files),
-  and ``remove`` with ``name``: instances managed at run time, by an agent for example.
-Every answer has ``ok``; a refused request has ``error`` saying where and why. A bad request
-never affects the daemon or its other clients. The socket is 0600: only root may use it.
+  in version 1, a snapshot of every instance first, and again after an overflow;
+- ``add`` / ``change`` with ``name`` and ``instance``, and ``remove`` with ``name``:
+  instances managed at run time, by an agent for example;
+- ``sync`` with ``instances``: the complete set of run-time instances, applied as one
+  difference, all or nothing;
+- ``hold_backup`` with ``name`` (and ``reason``), ``release`` with ``name``: a sticky hold
+  in BACKUP (hanet.vrrp.HoldBackup).
+A request without ``version`` is version 0: the original five, with the keys of hanet's
+instance files. Every answer has ``ok``; a refused request has ``error`` saying where and
+why. A bad request never affects the daemon or its other clients. The socket is 0600: only
+root may use it.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from hanet.linux.addresses import InterfaceNotFound
 from hanet.linux.netns import NamespaceNotFound
 from hanet.runtime.config import ConfigError
 from hanet.vrrpd.events import Subscription
+from hanet.vrrpd.schema import InstanceSpec, Request, SchemaError, parse_request
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +47,12 @@ class RequestError(ValueError):
 
 class Controlled(Protocol):
     def status(self) -> dict[str, Any]: ...
-    async def add_instance(self, name: str, entry: Any) -> None: ...
-    async def change_instance(self, name: str, entry: Any) -> None: ...
+    async def add_instance(self, name: str, entry: InstanceSpec) -> None: ...
+    async def change_instance(self, name: str, entry: InstanceSpec) -> None: ...
     async def remove_instance(self, name: str) -> None: ...
-    def subscribe(self) -> Subscription: ...
+    async def sync_instances(self, instances: dict[str, InstanceSpec]) -> dict[str, Any]: ...
+    def hold(self, name: str, held: bool, reason: str) -> None: ...
+    def subscribe(self, snapshots: bool = False) -> Subscription: ...
     def unsubscribe(self, subscription: Subscription) -> None: ...
 
 
@@ -180,8 +190,8 @@ class ControlServer:
                 except RequestError as exc:
                     await self._send(writer, {"ok": False, "error": str(exc)})
                     continue
-                if request["command"] == "subscribe":
-                    await self._stream(reader, writer)
+                if request.command == "subscribe":
+                    await self._stream(reader, writer, snapshots=request.version >= 1)
                     return
                 await self._send(writer, await self._answer(request))
         except (ConnectionError, OSError) as exc:  # TimeoutError is an OSError
@@ -193,7 +203,7 @@ class ControlServer:
         """Answer a request; a client that reads nothing for the idle timeout is dropped."""
         await asyncio.wait_for(_send(writer, message), self.idle_timeout)
 
-    async def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _answer(self, request: Request) -> dict[str, Any]:
         try:
             return await self._handle(request)
         except REFUSALS as exc:
@@ -202,27 +212,32 @@ class ControlServer:
             log.exception("control request failed")
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
-    async def _handle(self, request: dict[str, Any]) -> dict[str, Any]:
-        command = request["command"]
+    async def _handle(self, request: Request) -> dict[str, Any]:
+        command, name = request.command, request.name
         if command == "status":
             return {"ok": True, **self.target.status()}
-        name = request.get("name")
-        if not isinstance(name, str) or not name:
-            raise RequestError(f"'{command}' needs 'name', a non-empty string")
+        if command == "sync":
+            assert request.instances is not None
+            return {"ok": True, **await self.target.sync_instances(request.instances)}
+        assert name is not None  # the schema requires it of every other command
         if command == "remove":
             await self.target.remove_instance(name)
-        elif command in ("add", "change"):
-            if not isinstance(request.get("instance"), dict):
-                raise RequestError(f"'{command}' needs 'instance', an object")
-            if command == "add":
-                await self.target.add_instance(name, request["instance"])
-            else:
-                await self.target.change_instance(name, request["instance"])
+        elif command == "add":
+            assert request.instance is not None
+            await self.target.add_instance(name, request.instance)
+        elif command == "change":
+            assert request.instance is not None
+            await self.target.change_instance(name, request.instance)
+        elif command in ("hold_backup", "release"):
+            self.target.hold(name, command == "hold_backup", request.reason)
         return {"ok": True}
 
-    async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      snapshots: bool = False) -> None:  # fmt: skip
         """Events until the subscriber hangs up, which it may do at any time: no error."""
-        subscription = self.target.subscribe()
+        subscription = (
+            self.target.subscribe(snapshots=True) if snapshots else self.target.subscribe()
+        )
         log.info("control subscriber %d joined", subscription.number)
         # A subscriber only listens: its end of file is how it says goodbye, and noticing it
         # at once frees its queue even when no event comes to fail on.
@@ -250,23 +265,15 @@ async def _until_eof(reader: asyncio.StreamReader) -> None:
             pass
 
 
-COMMANDS = {"status", "subscribe", "add", "change", "remove"}
-
-
-def _parse(line: bytes) -> dict[str, Any]:
+def _parse(line: bytes) -> Request:
     try:
-        request = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = json.loads(line)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise RequestError(f"not JSON: {exc}") from None
-    if not isinstance(request, dict):
-        raise RequestError("a request is a JSON object")
-    command = request.get("command")
-    if command not in COMMANDS:
-        raise RequestError(f"'command' must be one of {', '.join(sorted(COMMANDS))}")
-    unknown = set(request) - {"command", "name", "instance"}
-    if unknown:
-        raise RequestError(f"unknown key {sorted(unknown)[0]!r}")
-    return request
+    try:
+        return parse_request(data)
+    except SchemaError as exc:
+        raise RequestError(str(exc)) from None
 
 
 async def _send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
