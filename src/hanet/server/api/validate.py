@@ -44,9 +44,23 @@ def string(max_length: int) -> Converter:
 
 
 def optional(inner: Converter) -> Converter:
-    @described({**schema_of(inner), "nullable": True})
+    schema = {**schema_of(inner), "nullable": True}
+    if "enum" in schema:  # OpenAPI 3.0.3: nullable does not add null to an enum
+        schema["enum"] = [*schema["enum"], None]
+
+    @described(schema)
     def convert(field: str, value: Any) -> Any:
         return None if value is None else inner(field, value)
+
+    return convert
+
+
+def or_empty(inner: Converter) -> Converter:
+    """``inner``, or an empty object, which means None (Neutron's dict_or_nodata)."""
+
+    @described({"anyOf": [schema_of(inner), {"type": "object", "maxProperties": 0}]})
+    def convert(field: str, value: Any) -> Any:
+        return None if value == {} else inner(field, value)
 
     return convert
 
