@@ -46,6 +46,7 @@ lint: venv
 bench: deps
 	$(BIN)/python -m bench.failover --out docs/BENCHMARKS.md
 	$(BIN)/python -m bench.scale --out docs/BENCHMARKS.md
+	$(BIN)/python -m bench.namespaces --out docs/BENCHMARKS.md
 	$(BIN)/python -m bench.wakeup --out docs/BENCHMARKS.md
 	$(BIN)/python -m bench.server --out docs/BENCHMARKS.md
 
