@@ -72,6 +72,9 @@ def test_an_address_has_one_owner(lan, daemons) -> None:
     assert answer["ok"] is False
     assert f"address {VIP4} on eth0 is held by instance VI_1" in answer["error"]
     assert set(r1.status()) == {"VI_1"}
+    taken = {**entry, "vrid": 51, "addresses": ["10.0.0.61/24"]}
+    answer = r1.request({"command": "add", "name": "agent_1", "instance": taken})
+    assert "vrid 51 on eth0 is in use by instance VI_1" in answer["error"]
     # Another address is fine; changing it to VI_1's is refused and changes nothing.
     entry["addresses"] = ["10.0.0.60/24"]
     assert r1.request({"command": "add", "name": "agent_1", "instance": entry}) == {"ok": True}

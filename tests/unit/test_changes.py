@@ -58,8 +58,14 @@ class FakeService:
     def unpin(self, keys: set[Any]) -> None:
         self.pinned -= keys
 
-    def index_owners(self, owners: dict[Any, str] | None = None) -> None:
-        self.owners = owners
+    owners: dict[Any, str] = {}
+    links: dict[Any, Any] = {}
+
+    def reassign_owners(self, leaving: list[InstanceConfig], claimed: dict[Any, str]) -> None:
+        self.owners = claimed
+
+    def index_owners(self) -> None:
+        self.owners = {}
 
     async def remove(self, name: str) -> None:
         self.steps.append(f"remove {name}")

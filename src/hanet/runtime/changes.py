@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hanet.runtime.config import ConfigError, InstanceConfig
-from hanet.runtime.ownership import AddressKey, check_instance_set, identity
+from hanet.runtime.ownership import (
+    AddressKey,
+    RouterKey,
+    address_held,
+    address_keys,
+    identity,
+    router_key,
+    vrid_in_use,
+)
 
 if TYPE_CHECKING:
     from hanet.runtime.service import VrrpService
@@ -52,14 +60,32 @@ def _check(service: VrrpService, changes: ChangeSet) -> dict[AddressKey, str]:
     for name in [c.name for c in changes.change] + [*changes.remove]:
         if name not in service.instances:
             raise ConfigError(f"no instance {name}")
+    # Only the newcomers are checked, against the service's indexes and each other: an
+    # agent adds routers one request at a time, and checking the whole set each time made
+    # adding the thousandth router cost a thousand times the first.
     leaving = set(named)
-    kept = [i.config for name, i in service.instances.items() if name not in leaving]
-    return check_instance_set([*kept, *changes.change, *changes.add])
+    claimed: dict[AddressKey, str] = {}
+    routers: dict[RouterKey, str] = {}
+    for config in [*changes.change, *changes.add]:
+        link = service.links.get((config.netns, config.interface, config.family))
+        running = link.instances.get(config.vrid) if link is not None else None
+        if running is not None and running.name not in leaving:
+            raise vrid_in_use(config, running.name)
+        holder = routers.setdefault(router_key(config), config.name)
+        if holder != config.name:
+            raise vrid_in_use(config, holder)
+        for key in address_keys(config):
+            owner = service.owners.get(key)
+            if owner is None or owner in leaving:
+                owner = claimed.setdefault(key, config.name)
+            if owner != config.name:
+                raise address_held(config, key, owner)
+    return claimed
 
 
 async def apply_changes(service: VrrpService, changes: ChangeSet) -> None:
     """Apply ``changes`` whole; on any error raise it with the running set as it was."""
-    final_owners = _check(service, changes)
+    claimed = _check(service, changes)
     old = {c.name: service.instances[c.name].config for c in changes.change}
     old.update({name: service.instances[name].config for name in changes.remove})
     restart = [c for c in changes.change if identity(old[c.name]) != identity(c)]
@@ -69,7 +95,7 @@ async def apply_changes(service: VrrpService, changes: ChangeSet) -> None:
     pinned = await service.open_links(starting)
     # From here, an address moving between instances belongs to its new owner: the old
     # one, stepping down or changed first, must leave it to a new owner that holds it.
-    service.index_owners(final_owners)
+    service.reassign_owners([old[name] for name in old], claimed)
     stopped: list[InstanceConfig] = []
     started = False
     updated: list[InstanceConfig] = []

@@ -38,19 +38,29 @@ def check_instance_set(configs: Iterable[InstanceConfig]) -> dict[AddressKey, st
     owners: dict[AddressKey, str] = {}
     routers: dict[RouterKey, str] = {}
     for config in configs:
-        router = (config.netns, config.interface, config.family, config.vrid)
-        holder = routers.setdefault(router, config.name)
+        holder = routers.setdefault(router_key(config), config.name)
         if holder != config.name:
-            where = _where(config.netns, config.interface)
-            raise ConfigError(
-                f"instance {config.name}: vrid {config.vrid} on {where} is in use by instance "
-                f"{holder}"
-            )
+            raise vrid_in_use(config, holder)
         for key in address_keys(config):
             owner = owners.setdefault(key, config.name)
             if owner != config.name:
-                raise ConfigError(
-                    f"instance {config.name}: address {key[2]} on {_where(key[0], key[1])} "
-                    f"is held by instance {owner}"
-                )
+                raise address_held(config, key, owner)
     return owners
+
+
+def router_key(config: InstanceConfig) -> RouterKey:
+    return (config.netns, config.interface, config.family, config.vrid)
+
+
+def vrid_in_use(config: InstanceConfig, holder: str) -> ConfigError:
+    where = _where(config.netns, config.interface)
+    return ConfigError(
+        f"instance {config.name}: vrid {config.vrid} on {where} is in use by instance {holder}"
+    )
+
+
+def address_held(config: InstanceConfig, key: AddressKey, owner: str) -> ConfigError:
+    return ConfigError(
+        f"instance {config.name}: address {key[2]} on {_where(key[0], key[1])} "
+        f"is held by instance {owner}"
+    )

@@ -309,15 +309,23 @@ class VrrpService:
             and bool(owner.has_addresses or owner.wants_addresses)
         )
 
-    def index_owners(self, owners: dict[AddressKey, str] | None = None) -> None:
-        """Who holds each address: ``owners`` as a change set will leave them, or else as
-        the running instances hold them now."""
-        if owners is None:
-            owners = {}
-            for instance in self.instances.values():
-                for key in address_keys(instance.config):
-                    owners.setdefault(key, instance.name)
-        self.owners = dict(owners)
+    def reassign_owners(
+        self, leaving: list[InstanceConfig], claimed: dict[AddressKey, str]
+    ) -> None:
+        """The address index as a change set will leave it: what the instances it changes
+        or removes held is let go, and what its newcomers claim is theirs."""
+        for config in leaving:
+            for key in address_keys(config):
+                if self.owners.get(key) == config.name:
+                    del self.owners[key]
+        self.owners.update(claimed)
+
+    def index_owners(self) -> None:
+        """The address index rebuilt from the running instances (after a failed change)."""
+        self.owners = {}
+        for instance in self.instances.values():
+            for key in address_keys(instance.config):
+                self.owners.setdefault(key, instance.name)
 
     def close(self) -> None:
         for link in self.links.values():
