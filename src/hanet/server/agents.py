@@ -158,7 +158,6 @@ class AgentStore(L3Store):
                 if row.ha:
                     self._add_ha_port(session, row, agent.host)
                 self._event(session, row.id, "scheduled", agent_id, "placed by an admin")
-                self._changed(session, row.id)
         except IntegrityError:
             raise Conflict(
                 f"The router {router_id} was placed concurrently; try again",
@@ -190,7 +189,6 @@ class AgentStore(L3Store):
             ):
                 session.delete(port)
         session.delete(binding)
-        self._changed(session, row.id)
 
     @staticmethod
     def _event(
@@ -236,7 +234,6 @@ class AgentStore(L3Store):
                 session.delete(port)
             for binding in bindings:
                 session.delete(binding)
-                self._changed(session, binding.router_id)
                 self._event(
                     session,
                     binding.router_id,

@@ -13,11 +13,10 @@ from sqlalchemy.orm import Session
 
 from hanet.server.agents import AgentStore
 from hanet.server.api.errors import BadRequest, Conflict, NotFound
-from hanet.server.l3store import INTERFACE
+from hanet.server.changelog import FLOATING as FLOATING
+from hanet.server.changelog import INTERFACE
 from hanet.server.models import FloatingIP, Port, Router, utcnow
 from hanet.server.store import Context, stamp
-
-FLOATING = "network:floatingip"
 
 
 def floating_view(row: FloatingIP) -> dict[str, Any]:
@@ -92,7 +91,6 @@ class FloatingIPStore(AgentStore):
             )
         router = self._router_for(session, port, fixed_ip, row.floating_network_id)
         row.fixed_port_id, row.fixed_ip_address, row.router_id = port.id, fixed_ip, router.id
-        self._changed(session, router.id)
 
     def _router_for(
         self, session: Session, port: Port, fixed_ip: str, floating_network_id: str
@@ -143,8 +141,6 @@ class FloatingIPStore(AgentStore):
                 if "description" in values:
                     row.description = values["description"]
                 if "port_id" in values:
-                    if row.router_id is not None:
-                        self._changed(session, row.router_id)
                     row.fixed_port_id = row.fixed_ip_address = row.router_id = None
                     session.flush()
                     if values["port_id"]:
@@ -161,8 +157,6 @@ class FloatingIPStore(AgentStore):
     def delete_floatingip(self, ctx: Context, fip_id: str) -> None:
         with self.writes.begin() as session:
             row = self._floating(session, ctx, fip_id)
-            if row.router_id is not None:
-                self._changed(session, row.router_id)
             port = session.get(Port, row.floating_port_id)
             session.delete(row)
             if port is not None:

@@ -17,8 +17,12 @@ from sqlalchemy.orm import Session, selectinload
 
 from hanet.server import changelog, placement
 from hanet.server.api.errors import BadRequest, Conflict, not_found
+from hanet.server.changelog import GATEWAY as GATEWAY  # the names others import from here
+from hanet.server.changelog import HA_INTERFACE as HA_INTERFACE
+from hanet.server.changelog import INTERFACE as INTERFACE
 from hanet.server.models import (
     Agent,
+    FloatingIP,
     HANetwork,
     Network,
     Port,
@@ -33,9 +37,6 @@ from hanet.server.store import RETRIES, Context, stamp
 HA_CIDR = ipaddress.ip_network("169.254.192.0/18")
 VRIDS = range(1, 255)
 L3_AGENT = "L3 agent"
-INTERFACE = "network:router_interface"
-GATEWAY = "network:router_gateway"
-HA_INTERFACE = "network:router_ha_interface"
 
 
 class L3Store(PortStore):
@@ -104,7 +105,8 @@ class L3Store(PortStore):
 
     @staticmethod
     def _changed(session: Session, router_id: str) -> None:
-        """Log a change of the router for the agents (see hanet.server.agent_sync)."""
+        """Log a change of the router that none of its rows shows (the rows a transaction
+        writes are noted by themselves: hanet.server.changelog)."""
         changelog.note_router(session, router_id)
 
     # Routers ------------------------------------------------------------------------------
@@ -137,7 +139,6 @@ class L3Store(PortStore):
             if values.get("external_gateway_info"):
                 self._set_gateway(session, ctx, row, values["external_gateway_info"])
             self._schedule(session, row)
-            self._changed(session, row.id)
             session.flush()
             return self._router_view(session, row)
 
@@ -293,8 +294,6 @@ class L3Store(PortStore):
         for agent_id, index in zip(chosen, free_indexes, strict=False):
             session.add(RouterBinding(router_id=row.id, agent_id=agent_id, binding_index=index))
             loads[agent_id] = loads.get(agent_id, 0) + 1
-        if chosen:
-            self._changed(session, row.id)
         return chosen
 
     def _add_ha_port(self, session: Session, row: Router, host: str) -> None:
@@ -341,14 +340,36 @@ class L3Store(PortStore):
                 if key in values:
                     setattr(row, key, values[key])
             if "external_gateway_info" in values:
+                info = values["external_gateway_info"]
+                self._keep_floating_gateway(session, row, info["network_id"] if info else None)
                 self._clear_gateway(session, row)
-                if values["external_gateway_info"]:
-                    self._set_gateway(session, ctx, row, values["external_gateway_info"])
+                if info:
+                    self._set_gateway(session, ctx, row, info)
             row.revision_number += 1
             row.updated_at = utcnow()
-            self._changed(session, row.id)
             session.flush()
             return self._router_view(session, row)
+
+    @staticmethod
+    def _keep_floating_gateway(session: Session, row: Router, network_id: str | None) -> None:
+        """A gateway the router's floating IPs use stays on their network (Neutron's
+        RouterExternalGatewayInUseByFloatingIp): they would be mapped by nobody."""
+        gateway = session.get(Port, row.gw_port_id) if row.gw_port_id else None
+        if gateway is None or gateway.network_id == network_id:
+            return
+        used = session.scalars(
+            select(FloatingIP.id).where(
+                FloatingIP.router_id == row.id,
+                FloatingIP.floating_network_id == gateway.network_id,
+            )
+        ).first()
+        if used is not None:
+            raise Conflict(
+                f"Gateway cannot be updated for router {row.id}, since a gateway to "
+                f"external network {gateway.network_id} is required by one or more "
+                "floating IPs.",
+                "RouterExternalGatewayInUseByFloatingIp",
+            )
 
     def _clear_gateway(self, session: Session, row: Router) -> None:
         if row.gw_port_id is not None:
@@ -369,7 +390,6 @@ class L3Store(PortStore):
             self._clear_gateway(session, row)
             for port in session.scalars(select(Port).where(Port.device_id == row.id)):
                 session.delete(port)
-            self._changed(session, row.id)
             session.delete(row)
 
     # Interfaces ---------------------------------------------------------------------------
@@ -416,7 +436,6 @@ class L3Store(PortStore):
                     [{"subnet_id": subnet.id, "ip_address": subnet.gateway_ip}],
                 )
             row.revision_number += 1
-            self._changed(session, row.id)
             session.flush()
             session.refresh(port)
             return _interface_info(row, port)
@@ -449,7 +468,6 @@ class L3Store(PortStore):
             result = _interface_info(row, port)
             session.delete(port)
             row.revision_number += 1
-            self._changed(session, row.id)
             return result
 
 

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from hanet.server import ipam
 from hanet.server.api.errors import BadRequest, Conflict, InvalidInput, not_found
-from hanet.server.models import IPAllocation, Network, Port, Subnet, utcnow
+from hanet.server.changelog import FLOATING, ROUTER_PORTS
+from hanet.server.models import FloatingIP, IPAllocation, Network, Port, Router, Subnet, utcnow
 from hanet.server.store import ORDERED_UP_TO, RETRIES, Context, SqlStore, port_view
 
 
@@ -213,6 +214,7 @@ class PortStore(SqlStore):
                 if "binding:host_id" in values:
                     row.status = "ACTIVE" if values["binding:host_id"] else "DOWN"
                 if "fixed_ips" in values:
+                    self._keep_floating_address(session, row, values["fixed_ips"])
                     network = row.network_id
                     row.fixed_ips.clear()
                     session.flush()
@@ -229,9 +231,49 @@ class PortStore(SqlStore):
                 f"The mac address {values.get('mac_address')} is in use.", "MacAddressInUse"
             ) from None
 
+    @staticmethod
+    def _keep_floating_address(session: Session, port: Port, wanted: list[dict[str, Any]]) -> None:
+        """A fixed address a floating IP maps stays on its port (Neutron's
+        prevent_internal_ip_change_for_fip): a router would map it to nobody."""
+        mapped = session.scalars(
+            select(FloatingIP.fixed_ip_address).where(FloatingIP.fixed_port_id == port.id)
+        ).first()
+        if mapped and mapped not in {w.get("ip_address") for w in wanted}:
+            raise BadRequest(
+                f"Cannot update the fixed_ips of the port {port.id}, because its original "
+                "fixed_ip has been associated to a floating ip"
+            )
+
     def delete_port(self, ctx: Context, port_id: str) -> None:
         with self.writes.begin() as session:
-            session.delete(self._port(session, ctx, port_id))
+            row = self._port(session, ctx, port_id)
+            if self._owned_by_l3(session, row):
+                # Neutron's prevent_l3_port_deletion: such a port goes with its router
+                # interface, gateway, place or floating IP, never alone.
+                raise Conflict(
+                    f"Port {row.id} cannot be deleted directly via the port API: "
+                    f"has device owner {row.device_owner}.",
+                    "ServicePortInUse",
+                )
+            # As Neutron does, the port's floating IPs stay allocated but map nothing now;
+            # their routers' documents change with them (hanet.server.changelog).
+            for floating in session.scalars(
+                select(FloatingIP).where(FloatingIP.fixed_port_id == row.id)
+            ):
+                floating.fixed_port_id = floating.fixed_ip_address = floating.router_id = None
+                floating.revision_number += 1
+                floating.updated_at = utcnow()
+            session.delete(row)
+
+    @staticmethod
+    def _owned_by_l3(session: Session, port: Port) -> bool:
+        """Whether the port belongs to a router or floating IP that still exists (one left
+        behind by a failed deletion may go, as in Neutron)."""
+        if port.device_owner in ROUTER_PORTS:
+            return session.get(Router, port.device_id) is not None
+        if port.device_owner == FLOATING:
+            return session.get(FloatingIP, port.device_id) is not None
+        return False
 
 
 def _default_requests(subnets: list[Subnet]) -> list[dict[str, Any]]:

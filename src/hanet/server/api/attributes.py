@@ -163,7 +163,8 @@ ROUTER: dict[str, Attr] = {
     "admin_state_up": ADMIN_STATE,
     "ha": Attr(v.boolean, UNSET, put=True, admin=True),
     "distributed": Attr(v.boolean, False, admin=True),
-    "external_gateway_info": Attr(v.optional(GATEWAY_INFO), None, put=True),
+    # {} is "no gateway" too: what `openstack router unset --external-gateway` sends.
+    "external_gateway_info": Attr(v.optional(v.or_empty(GATEWAY_INFO)), None, put=True),
     "routes": Attr(v.list_of(ROUTE, 64), [], put=True),
     "availability_zone_hints": Attr(v.list_of(v.string(255), 16), []),
 }
