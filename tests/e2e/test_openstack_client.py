@@ -112,6 +112,20 @@ def ha_router_life(noauth: ServerThread) -> None:
     assert [(a["Host"], a["HA State"]) for a in hosting] == [("node1", "standby")]
     refused = openstack(noauth, "router", "delete", "r1", ok=False)
     assert "still has ports" in refused.stderr
+    interface = next(
+        i["port_id"] for i in shown["interfaces_info"] if i["ip_address"] == "10.0.0.1"
+    )
+    refused = openstack(noauth, "port", "delete", interface, ok=False)
+    assert "cannot be deleted directly via the port API" in refused.stderr
+    # The client sends external_gateway_info {}: Neutron's "no gateway". Not while a
+    # floating IP needs it.
+    refused = openstack(noauth, "router", "unset", "--external-gateway", "r1", ok=False)
+    assert "required by one or more floating IPs" in refused.stderr
+    openstack(noauth, "floating", "ip", "unset", "--port", fip["id"])
+    openstack(noauth, "router", "unset", "--external-gateway", "r1")
+    assert not value(noauth, "router", "show", "r1")["external_gateway_info"]
+    gateways = value(noauth, "port", "list", "--device-owner", "network:router_gateway")
+    assert gateways == []
 
 
 def test_tokens_map_to_projects_and_roles(server: ServerThread) -> None:
