@@ -4,6 +4,7 @@ to PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -24,9 +25,13 @@ from tests.unit.server.test_api_routers import register
 @contextmanager
 def counting(server: ServerThread) -> Iterator[list[str]]:
     statements: list[str] = []
+    caller = threading.get_ident()
 
     def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
+        # Only the measured call's: on PostgreSQL the server's watch loop shares the
+        # engine, and its statements would be counted whenever it ran meanwhile.
+        if threading.get_ident() == caller:
+            statements.append(statement)
 
     engine = server.store.engine
     event.listen(engine, "before_cursor_execute", note)
@@ -125,9 +130,13 @@ def hosted(admin: ApiClient, agent: str) -> list[dict[str, Any]]:
 @contextmanager
 def counting_writes(server: ServerThread) -> Iterator[list[str]]:
     statements: list[str] = []
+    caller = threading.get_ident()
 
     def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
+        # Only the measured call's: on PostgreSQL the server's watch loop shares the
+        # engine, and its statements would be counted whenever it ran meanwhile.
+        if threading.get_ident() == caller:
+            statements.append(statement)
 
     event.listen(server.store.writer, "before_cursor_execute", note)
     try:
