@@ -233,3 +233,31 @@ def test_an_empty_gateway_removes_it(admin: ApiClient) -> None:
     assert bad.status == 400 and "network_id" in bad.body["NeutronError"]["message"]
     created = admin.post("/v2.0/routers", {"router": {"name": "bare", "external_gateway_info": {}}})
     assert created.status == 201 and created.body["router"]["external_gateway_info"] is None
+
+
+def test_a_change_noted_before_an_undone_savepoint_stands(admin: ApiClient, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Moving a gateway between external networks removes its port from the first, then
+    makes one on the second in a savepoint, drawn again when its MAC is taken there. The
+    first network's change must survive that savepoint's rollback."""
+    from hanet.server import l3store
+    from tests.unit.server.test_api_dhcp import register_dhcp
+
+    first, second = external_net(admin), external_net(admin)
+    taken = {"network_id": second, "mac_address": "fa:16:3e:00:00:09"}
+    assert admin.post("/v2.0/ports", {"port": taken}).status == 201
+    draws = iter(["fa:16:3e:00:00:01", "fa:16:3e:00:00:09", "fa:16:3e:00:00:0a"])
+    monkeypatch.setattr(l3store, "_mac", lambda: next(draws))
+    gateway = {"network_id": first}
+    router = admin.post("/v2.0/routers", {"router": {"external_gateway_info": gateway}})
+    assert router.status == 201, router.body
+    dhcp = register_dhcp(admin, "dhcp0")
+    admin.post(f"/v2.0/agents/{dhcp}/dhcp-networks", {"network_id": first})
+    revision = admin.get(f"/hanet/v1/agents/{dhcp}/state").body["revision"]
+    moved = admin.put(
+        f"/v2.0/routers/{router.body['router']['id']}",
+        {"router": {"external_gateway_info": {"network_id": second}}},
+    )
+    assert moved.status == 200, moved.body
+    changes = admin.get(f"/hanet/v1/agents/{dhcp}/state?since={revision}").body
+    (network,) = [n for n in changes["networks"] if n["id"] == first]
+    assert [p for p in network["ports"] if p["device_owner"] == "network:router_gateway"] == []
