@@ -59,6 +59,13 @@ class Store(DhcpStore):
                 raise not_found("agent", agent_id)
             return changelog.NETWORK if agent.agent_type == DHCP_AGENT else changelog.ROUTER
 
+    def agent_host(self, agent_id: str) -> str:
+        with self.sessions() as session:
+            agent = session.get(Agent, agent_id)
+            if agent is None:
+                raise not_found("agent", agent_id)
+            return agent.host
+
     def agent_state(self, agent_id: str, since: int | None) -> dict[str, Any]:
         """The agent's routers (an L3 agent) or networks (a DHCP agent) changed after
         change ``since`` (all of them when None), and the ids of those it no longer hosts."""

@@ -4,6 +4,7 @@ A YAML file (``--config``) may set any of them; command-line options win over th
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,9 @@ class ServerConfig:
     auth: str = "noauth"  # or "token"
     noauth_project: str = "admin"
     tokens: dict[str, Token] = field(default_factory=dict)
+    # host: token (or "sha256:<hex digest>"): each node's agents' own credential, good only
+    # for the agents' protocol calls about that host's agents (hanet.server.api.auth).
+    agent_tokens: dict[str, str] = field(default_factory=dict)
     l3_ha: bool = False
     max_l3_agents_per_router: int = 3
     dhcp_agents_per_network: int = 2
@@ -72,6 +76,12 @@ def check(values: dict[str, Any], where: str) -> ServerConfig:
         raise ServerConfigError(f"{where}: unknown setting '{unknown[0]}'")
     if "tokens" in values:
         values["tokens"] = _tokens(values["tokens"], where)
+    if "agent_tokens" in values:
+        values["agent_tokens"] = _agent_tokens(values["agent_tokens"], where)
+        admin = {digest_of(token) for token in values.get("tokens", {})}
+        for host, token in values["agent_tokens"].items():
+            if digest_of(token) in admin:
+                raise ServerConfigError(f"{where}: agent_tokens.{host}: the same as one of tokens")
     if "vni_ranges" in values:
         try:
             ranges = parse_vni_ranges(values["vni_ranges"])
@@ -101,6 +111,44 @@ def check(values: dict[str, Any], where: str) -> ServerConfig:
     if config.agent_down_time <= config.report_interval:
         raise ServerConfigError(f"{where}: agent_down_time must exceed report_interval")
     return config
+
+
+MIN_AGENT_TOKEN = 16  # characters: a token is a password nobody types; 16 hex is 64 bits
+DIGEST = "sha256:"
+
+
+def digest_of(token: str) -> str:
+    """What the server keeps of a token: ``sha256:<hex>``, whichever form the file gave."""
+    if token.startswith(DIGEST):
+        return token.lower()
+    return DIGEST + hashlib.sha256(token.encode()).hexdigest()
+
+
+def _agent_tokens(raw: Any, where: str) -> dict[str, str]:
+    """host: token. The messages name the host, never the token: they reach logs."""
+    if not isinstance(raw, dict):
+        raise ServerConfigError(f"{where}: agent_tokens: expected host: token")
+    seen: dict[str, str] = {}
+    for host, token in raw.items():
+        if not isinstance(host, str) or not 0 < len(host) <= 255:
+            raise ServerConfigError(f"{where}: agent_tokens: a host must be a non-empty string")
+        name = f"{where}: agent_tokens.{host}"
+        if not isinstance(token, str) or not token.isascii() or not token.isprintable():
+            raise ServerConfigError(f"{name}: expected a token of printable ASCII")
+        if token.startswith(DIGEST):
+            hexdigest = token[len(DIGEST) :]
+            if len(hexdigest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in hexdigest):
+                raise ServerConfigError(f"{name}: expected sha256: and 64 hex digits")
+        elif len(token) < MIN_AGENT_TOKEN or " " in token:
+            raise ServerConfigError(
+                f"{name}: expected at least {MIN_AGENT_TOKEN} characters without spaces "
+                "(e.g. from 'openssl rand -hex 16')"
+            )
+        digest = digest_of(token)
+        if digest in seen:
+            raise ServerConfigError(f"{name}: the same token as {seen[digest]}'s")
+        seen[digest] = host
+    return dict(raw)
 
 
 def _tokens(raw: Any, where: str) -> dict[str, Token]:

@@ -35,6 +35,11 @@ def main(
         config = load_config(config_path, bind=bind, db=db, auth=auth)
     except ServerConfigError as exc:
         sys.exit(f"hanet-server: {exc}")
+    if config.auth == "noauth" and (config.tokens or config.agent_tokens):
+        # Not refused: a lab or a debugging session may run an existing file with noauth.
+        logging.getLogger(__name__).warning(
+            "auth is noauth: every request is admin; tokens and agent_tokens are ignored"
+        )
     engine = make_engine(config.db)
     upgrade(engine)
     host, port = config.host_port

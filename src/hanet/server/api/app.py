@@ -13,7 +13,14 @@ from sqlalchemy.exc import OperationalError
 
 from hanet.server.agent_sync import Store
 from hanet.server.api import attributes, body, listing
-from hanet.server.api.errors import BadRequest, NeutronError, NotFound, ServiceUnavailable
+from hanet.server.api.auth import CREDENTIALS, AgentCaller, Credentials
+from hanet.server.api.errors import (
+    BadRequest,
+    NeutronError,
+    NotAuthorized,
+    NotFound,
+    ServiceUnavailable,
+)
 from hanet.server.api.validate import short, uuid_string
 from hanet.server.config import ServerConfig
 from hanet.server.store import Context
@@ -145,17 +152,31 @@ async def neutron_errors(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 def context_of(request: web.Request) -> Context:
+    """Who asks, for the Neutron API: an agent's credential gets no rights there."""
+    caller = caller_of(request)
+    if isinstance(caller, AgentCaller):
+        raise NotAuthorized(
+            f"The credential of the agents of host {caller.host} is only for the agents' "
+            "own calls under /hanet/v1"
+        )
+    return caller
+
+
+def caller_of(request: web.Request) -> Context | AgentCaller:
+    """Who asks: a project (admin or not), or the agents of one host. 401 for no token or
+    a token nobody has; in noauth mode every request is admin."""
     config = request.app[CONFIG]
     if config.auth == "noauth":
         project = request.headers.get("X-Project-Id", config.noauth_project)
         body.check_text("X-Project-Id", project)  # aiohttp keeps bytes not UTF-8 as surrogates
         return Context(project, is_admin=True)
-    token = request.headers.get("X-Auth-Token")
-    entry = config.tokens.get(token or "")
+    entry = request.app[CREDENTIALS].who(request.headers.get("X-Auth-Token"))
     if entry is None:
         error = NeutronError("Authentication required", "HTTPUnauthorized")
         error.status = 401
         raise error
+    if isinstance(entry, AgentCaller):
+        return entry
     return Context(entry.project, is_admin=entry.role == "admin")
 
 
@@ -316,6 +337,7 @@ def server_options(config: ServerConfig) -> dict[str, Any]:
 def make_app(store: Store, config: ServerConfig) -> web.Application:
     app = web.Application(middlewares=[neutron_errors], client_max_size=MAX_BODY)
     app[STORE], app[CONFIG] = store, config
+    app[CREDENTIALS] = Credentials.of(config)
     routes = [
         web.get("/", versions),
         web.get("/v2.0", resources_index),

@@ -16,11 +16,13 @@ from hanet.server.api.app import (
     CONFIG,
     STORE,
     Handler,
+    caller_of,
     context_of,
     identifier,
     in_thread,
     read_body,
 )
+from hanet.server.api.auth import CREDENTIALS, AgentCaller
 from hanet.server.api.errors import BadRequest
 from hanet.server.api.validate import free_dict, mapping, optional, string, uuid_string
 
@@ -95,14 +97,45 @@ def unbind(method: str, field: str) -> Handler:
     return handler
 
 
+def agents_host(request: web.Request) -> str | None:
+    """The host whose agents the caller may speak for: None for an admin (any host).
+    Projects' tokens have no part in the agents' protocol."""
+    caller = caller_of(request)
+    if isinstance(caller, AgentCaller):
+        return caller.host
+    if not caller.is_admin:
+        raise attributes.NotAuthorized(
+            "agents use their host's agent token or an admin token for the agents' protocol"
+        )
+    return None
+
+
+async def own_agent(request: web.Request) -> str:
+    """The agent id of the path, once the caller may speak for it: an agent's credential
+    only for the agents of its own host (403 for another's)."""
+    host = agents_host(request)
+    agent_id = identifier(request, "agent")
+    if host is not None:
+        hosts = request.app[CREDENTIALS].agent_hosts
+        if agent_id not in hosts:
+            hosts[agent_id] = await in_thread(request.app[STORE].agent_host, agent_id)
+        if hosts[agent_id] != host:
+            raise attributes.NotAuthorized(
+                f"The credential of host {host} is not for agent {agent_id} of another host"
+            )
+    return agent_id
+
+
 async def register_agent(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    if not ctx.is_admin:
-        raise attributes.NotAuthorized("agents register with an admin token")
+    host = agents_host(request)
     body = await read_body(request)
     if not isinstance(body, dict) or set(body) != {"agent"}:
         raise BadRequest("Expected {'agent': {...}}")
     fields = REGISTRATION("agent", body["agent"])
+    if host is not None and fields["host"] != host:
+        raise attributes.NotAuthorized(
+            f"The credential of host {host} cannot register an agent of host {fields['host']}"
+        )
     if fields["agent_type"] not in AGENT_TYPES:
         raise BadRequest(f"Invalid input for agent_type. Reason: not in {list(AGENT_TYPES)}.")
     agent = await in_thread(
@@ -119,10 +152,7 @@ async def register_agent(request: web.Request) -> web.Response:
 
 
 async def heartbeat(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    if not ctx.is_admin:
-        raise attributes.NotAuthorized("agents report with an admin token")
-    agent_id = identifier(request, "agent")
+    agent_id = await own_agent(request)
     return web.json_response({"agent": await in_thread(request.app[STORE].heartbeat, agent_id)})
 
 
@@ -145,10 +175,7 @@ async def agent_state(request: web.Request) -> web.Response:
     """GET /hanet/v1/agents/{id}/state[?since=N&wait=S]: without ``since`` all the agent's
     routers (or networks, for a DHCP agent); with it, those changed after change N, held up
     to S seconds until there is something newer of the agent's kind (a long-poll)."""
-    ctx = context_of(request)
-    if not ctx.is_admin:
-        raise attributes.NotAuthorized("agents fetch their state with an admin token")
-    agent_id = identifier(request, "agent")
+    agent_id = await own_agent(request)
     since = _number(request, "since", None, int)  # absent: the full state, at once
     wait = min(_number(request, "wait", 0.0, float), MAX_WAIT)
     store = request.app[STORE]
@@ -185,10 +212,7 @@ def _number(request: web.Request, name: str, default: Any, kind: type) -> Any:
 
 async def ha_states(request: web.Request) -> web.Response:
     """POST /hanet/v1/agents/{id}/ha_states {"routers": {router_id: state}}."""
-    ctx = context_of(request)
-    if not ctx.is_admin:
-        raise attributes.NotAuthorized("agents report with an admin token")
-    agent_id = identifier(request, "agent")
+    agent_id = await own_agent(request)
     body = await read_body(request)
     if (
         not isinstance(body, dict)
