@@ -155,15 +155,17 @@ def _tokens(raw: Any, where: str) -> dict[str, Token]:
     if not isinstance(raw, dict):
         raise ServerConfigError(f"{where}: tokens: expected token: {{project, role}}")
     tokens = {}
-    for token, entry in raw.items():
+    for number, (token, entry) in enumerate(raw.items(), 1):
+        # Named by position, never by the token itself: this message reaches logs.
+        name = f"{where}: tokens (entry {number})"
         if (
             not isinstance(entry, dict)
             or set(entry) - {"project", "role"}
             or not isinstance(entry.get("project"), str)
         ):
-            raise ServerConfigError(f"{where}: tokens.{token}: expected {{project, role}}")
+            raise ServerConfigError(f"{name}: expected {{project, role}}")
         role = entry.get("role", "member")
         if role not in ("member", "admin"):
-            raise ServerConfigError(f"{where}: tokens.{token}.role: 'member' or 'admin'")
+            raise ServerConfigError(f"{name}: role: 'member' or 'admin'")
         tokens[str(token)] = Token(entry["project"], role)
     return tokens

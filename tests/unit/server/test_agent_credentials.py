@@ -13,7 +13,7 @@ import yaml
 
 from hanet.server.client import ApiClient
 from hanet.server.config import ServerConfig, ServerConfigError, load_config
-from hanet.server.testing import ServerThread
+from hanet.server.testing import ServerProcess, ServerThread
 from tests.unit.server.conftest import TOKENS
 
 NET1_TOKEN = "net1-0123456789abcdef"
@@ -204,3 +204,39 @@ def test_noauth_checks_nothing(tmp_path: Path) -> None:
         other = register(server.client(), "net2")
         assert net1.put(f"/hanet/v1/agents/{other}/heartbeat", None).status == 200
         assert net1.get("/v2.0/networks").status == 200
+
+
+def test_a_bad_admin_token_entry_is_named_without_the_token(tmp_path: Path) -> None:
+    path = tmp_path / "server.yaml"
+    secret = "admin-secret-0123456789"
+    tokens = {"fine-token": {"project": "p"}, secret: {}}
+    path.write_text(yaml.safe_dump({"tokens": tokens}, sort_keys=False))
+    with pytest.raises(ServerConfigError) as error:
+        load_config(path)
+    assert "tokens (entry 2): expected {project, role}" in str(error.value)
+    assert secret not in str(error.value)
+
+
+def test_the_server_process_warns_that_noauth_ignores_agent_tokens(tmp_path: Path) -> None:
+    config = ServerConfig(db=f"sqlite:///{tmp_path / 'hanet.db'}", agent_tokens=AGENT_TOKENS)
+    with ServerProcess(config, tmp_path) as server:
+        assert server.client().get("/v2.0/networks").status == 200
+        log = server.log()
+    assert "auth is noauth: every request is admin; tokens and agent_tokens are ignored" in log
+    assert NET1_TOKEN not in log
+
+
+def test_the_server_process_reads_agent_tokens_from_its_file(tmp_path: Path) -> None:
+    config = ServerConfig(
+        db=f"sqlite:///{tmp_path / 'hanet.db'}",
+        auth="token",
+        tokens=TOKENS,
+        agent_tokens=AGENT_TOKENS,
+    )
+    with ServerProcess(config, tmp_path) as server:
+        net1 = server.client(NET1_TOKEN)
+        agent = register(net1, "net1")
+        assert net1.put(f"/hanet/v1/agents/{agent}/heartbeat", None).status == 200
+        assert net1.get("/v2.0/networks").status == 403
+        log = server.log()
+    assert "ignored" not in log and NET1_TOKEN not in log
