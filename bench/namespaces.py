@@ -89,13 +89,7 @@ class NamespaceLab(Lab):
 
     def down(self) -> None:
         """As Lab.down, but with one scan of /proc for all namespaces, not one for each."""
-        for proc in self.processes:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-        self.processes.clear()
+        self.stop_processes()
         names = namespaces_with_prefix(self.prefix)
         if not names:
             return

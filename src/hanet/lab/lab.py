@@ -136,8 +136,8 @@ class Lab:
                                  prefixlen=iface.network.prefixlen)  # fmt: skip
                     ipr.link("set", index=index, state="up")
 
-    def down(self) -> None:
-        """Remove everything this prefix owns, even what a crashed run left behind."""
+    def stop_processes(self) -> None:
+        """Kill what this lab started, by PID."""
         for proc in self.processes:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -145,6 +145,10 @@ class Lab:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
         self.processes.clear()
+
+    def down(self) -> None:
+        """Remove everything this prefix owns, even what a crashed run left behind."""
+        self.stop_processes()
         for name in namespaces_with_prefix(self.prefix):
             for pid in pids_in_netns(name):
                 with contextlib.suppress(ProcessLookupError):

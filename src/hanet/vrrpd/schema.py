@@ -16,8 +16,9 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from hanet.runtime.config import (
     ConfigError,
@@ -28,6 +29,8 @@ from hanet.runtime.config import (
     parse_instances,
 )
 from hanet.vrrpd.tracking import Tracking, Weighted
+
+T = TypeVar("T")
 
 VERSION = 1
 MAX_U32 = 2**32 - 1
@@ -421,28 +424,23 @@ def _netns(value: Any, where: str) -> str:
     return value
 
 
-def _ip(value: Any, where: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+def _parsed(value: Any, where: str, parse: Callable[[str], T], example: str) -> T:
+    """``parse(value)`` for an address, interface or network string, refused with where."""
     if not isinstance(value, str):
-        raise SchemaError(f"{where}: expected an IP address string, got {_type(value)}")
+        raise SchemaError(f"{where}: expected {example}, got {_type(value)}")
     try:
-        return ipaddress.ip_address(value)
+        return parse(value)
     except ValueError as exc:
         raise SchemaError(f"{where}: {exc}") from None
+
+
+def _ip(value: Any, where: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return _parsed(value, where, ipaddress.ip_address, "an IP address string")
 
 
 def _interface_address(value: Any, where: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
-    if not isinstance(value, str):
-        raise SchemaError(f"{where}: expected an address such as 10.0.0.1/24, got {_type(value)}")
-    try:
-        return ipaddress.ip_interface(value)
-    except ValueError as exc:
-        raise SchemaError(f"{where}: {exc}") from None
+    return _parsed(value, where, ipaddress.ip_interface, "an address such as 10.0.0.1/24")
 
 
 def _network(value: Any, where: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    if not isinstance(value, str):
-        raise SchemaError(f"{where}: expected a network such as 10.0.0.0/24, got {_type(value)}")
-    try:
-        return ipaddress.ip_network(value)
-    except ValueError as exc:
-        raise SchemaError(f"{where}: {exc}") from None
+    return _parsed(value, where, ipaddress.ip_network, "a network such as 10.0.0.0/24")
