@@ -278,8 +278,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--cpu-seconds", type=float, default=10)
-    parser.add_argument("--keepalived", type=int, default=10,
-                        help="keepalived processes to measure as the reference (0: none)")
+    parser.add_argument(
+        "--keepalived",
+        type=int,
+        default=10,
+        help="keepalived processes to measure as the reference (0: none)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if os.geteuid() != 0:
