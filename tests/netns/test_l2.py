@@ -174,8 +174,29 @@ def test_what_it_did_not_make_is_an_error_naming_network_and_device(lab: Lab) ->
         asyncio.run(ensure_vxlan_network(lab.ns("n1"), NET_B, 0, MTU, "192.0.2.1", "eth0", []))
     with pytest.raises(L2Error, match=f"network {NET_B}: device tap11111111-aa: no bridge"):
         asyncio.run(plug_port(lab.ns("n1"), NET_B, "11111111-aaaa", "p-x", MTU))
-    with pytest.raises(L2Error, match=f"network {EXT}: device eth0: already on brq"):
-        asyncio.run(ensure_vxlan_network(lab.ns("n2"), NET_B, 1002, MTU, "192.0.2.2", "eth0", []))
-        lab.run("n2", ["ip", "link", "set", "eth0", "master", bridge_name(NET_B)])
-        asyncio.run(ensure_flat_network(lab.ns("n2"), EXT, 1500, "eth0"))
+    asyncio.run(ensure_vxlan_network(lab.ns("n2"), NET_B, 1002, MTU, "192.0.2.2", "eth0", []))
+    lab.run("n2", ["ip", "link", "set", "eth1", "master", bridge_name(NET_B)])
+    with pytest.raises(L2Error, match=f"network {EXT}: device eth1: already on brq1b2c3d4e-6f"):
+        asyncio.run(ensure_flat_network(lab.ns("n2"), EXT, 1500, "eth1"))
     assert asyncio.run(inventory(lab.ns("n1"))).bridges == {}
+
+
+def test_mtu_changes_in_place_and_a_new_tunnel_address_recreates_the_device(lab: Lab) -> None:
+    vxlan(lab, "n1", NET_A, 1001)
+    index = asyncio.run(inventory(lab.ns("n1"))).vxlans[1001].index
+    ns = lab.ns("n1")
+    changes = asyncio.run(ensure_vxlan_network(ns, NET_A, 1001, 1400, "192.0.2.1", "eth0", []))
+    assert changes == [
+        "brq8f3a1c2e-5b mtu 1400",
+        "vxlan-1001 mtu=1400",
+        "vxlan-1001 no longer floods to 192.0.2.2",
+    ]
+    assert asyncio.run(inventory(ns)).vxlans[1001].index == index
+    assert "mtu 1400" in lab.run("n1", ["ip", "link", "show", "vxlan-1001"]).stdout
+    changes = asyncio.run(
+        ensure_vxlan_network(ns, NET_A, 1001, 1400, "192.0.2.11", "eth0", ["192.0.2.2"])
+    )
+    assert "removed vxlan-1001 (was VNI 1001 from 192.0.2.1)" in changes
+    assert "vxlan id 1001 local 192.0.2.11 dev eth0" in links(lab, "n1")
+    assert asyncio.run(inventory(ns)).bridges["brq8f3a1c2e-5b"].vxlans == ("vxlan-1001",)
+    assert flood_entries(lab, "n1", "vxlan-1001") == {"192.0.2.2"}

@@ -29,7 +29,7 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from hanet.linux.addresses import open_netlink
-from hanet.linux.netns import NamespaceNotFound
+from hanet.linux.netns import NamespaceNotFound, WrongNamespace
 
 BRIDGE_PREFIX = "brq"
 VXLAN_PREFIX = "vxlan-"
@@ -196,7 +196,7 @@ async def _inventory(ipr: AsyncIPRoute) -> Inventory:
 async def _open(netns: str | None, network: str, device: str) -> AsyncIPRoute:
     try:
         return await open_netlink(netns)
-    except (NamespaceNotFound, OSError) as exc:
+    except (NamespaceNotFound, WrongNamespace, OSError) as exc:
         raise L2Error(f"network {network}: device {device}: {exc}") from None
 
 
