@@ -23,6 +23,7 @@ from hanet.linux.l2 import (
     inventory,
     plug_port,
     remove_network,
+    unplug_port,
 )
 
 NET_A = "8f3a1c2e-5b6d-4e7f-9a0b-1c2d3e4f5a6b"
@@ -118,9 +119,13 @@ def test_changing_the_peers_updates_the_flooding_entries(lab: Lab) -> None:
     wait_until(lambda: pings(lab, "vm1", "10.10.0.2"), 10, "vm1 to reach vm2")
 
 
-def test_remove_network_tears_it_down_and_leaves_the_rest(lab: Lab) -> None:
+def test_unplug_and_remove_network_tear_down_and_leave_the_rest(lab: Lab) -> None:
     vxlan(lab, "n1", NET_A, 1001)
     vxlan(lab, "n2", NET_A, 1001)
+    vm(lab, "n2", "vm2", NET_A, "22222222-bbbb", "10.10.0.2/24")
+    assert asyncio.run(unplug_port(lab.ns("n2"), NET_A, "22222222-bbbb"))
+    assert "eth0" not in links(lab, "vm2") and "tap" not in links(lab, "n2")
+    assert not asyncio.run(unplug_port(lab.ns("n2"), NET_A, "22222222-bbbb"))
     vm(lab, "n1", "vm1", NET_A, "11111111-aaaa", "10.10.0.1/24")
     removed = asyncio.run(remove_network(lab.ns("n1"), NET_A, 1001))
     assert removed == ["vxlan-1001", "tap11111111-aa", "brq8f3a1c2e-5b"]
