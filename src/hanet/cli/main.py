@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from hanet.cli.agent_commands import cleanup_command
 from hanet.cli.client import agent, l3_agent, router
 from hanet.cli.lab_commands import lab
 from hanet.cli.vrrpd_commands import status, vrrpd
@@ -30,6 +31,7 @@ main.add_command(lab)
 main.add_command(vrrpd)
 main.add_command(router)
 main.add_command(agent)
+agent.add_command(cleanup_command)
 main.add_command(l3_agent)
 
 
