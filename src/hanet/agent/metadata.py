@@ -27,6 +27,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from hanet.agent.errors import RouterError
+
 METADATA_ADDRESS = "169.254.169.254"
 METADATA_PORT = 80
 # A router id goes into a header value and file names: no spaces, quotes or separators.
@@ -37,14 +39,8 @@ _UNSAFE_IN_PATH = re.compile(r"[\s#'\"\\]")
 UNIX_PATH_MAX = 107
 
 
-class MetadataProxyError(ValueError):
+class MetadataProxyError(RouterError):
     """Settings that cannot become a proxy configuration; says which router and field."""
-
-    def __init__(self, router: str, where: str, reason: str) -> None:
-        super().__init__(f"router {router}: {where}: {reason}")
-        self.router = router
-        self.where = where
-        self.reason = reason
 
 
 @dataclass(frozen=True)

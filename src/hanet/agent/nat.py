@@ -27,6 +27,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from hanet.agent.errors import RouterError
+
 TABLE = "hanet-router"
 # nftables identifiers that need no quoting; a device name goes between quotes, so it must
 # not hold one (or anything else that could end the string or the statement).
@@ -34,14 +36,8 @@ TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 DEVICE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 
 
-class NatError(ValueError):
+class NatError(RouterError):
     """NAT settings that cannot become a ruleset; says which router and field."""
-
-    def __init__(self, router: str, where: str, reason: str) -> None:
-        super().__init__(f"router {router}: {where}: {reason}")
-        self.router = router
-        self.where = where
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hanet.agent.errors import RouterError
 from hanet.vrrpd.schema import SchemaError, parse_instance
 
 # Neutron's device names: a prefix and the port id, cut to LINUX_DEV_LEN (14) characters
@@ -46,14 +47,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class RenderError(ValueError):
+class RenderError(RouterError):
     """A router document that cannot become a VRRP instance; says which router and field."""
-
-    def __init__(self, router: str, where: str, reason: str) -> None:
-        super().__init__(f"router {router}: {where}: {reason}")
-        self.router = router
-        self.where = where
-        self.reason = reason
 
 
 @dataclass(frozen=True)

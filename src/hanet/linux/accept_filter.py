@@ -9,9 +9,9 @@ independent of the state. A chain left by a crashed run is flushed and refilled.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import shutil
+
+from hanet.linux import nft
 
 TABLE = "hanet_vrrp"
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -46,23 +46,7 @@ def install_script(chain: str, addresses: tuple[IPInterface, ...]) -> str:
 
 
 async def _nft(netns: str | None, script: str, *args: str) -> str:
-    nft = shutil.which("nft") or "/usr/sbin/nft"
-    argv = [nft, *args, "-f", "-"]
-    if netns is not None:
-        argv = ["ip", "netns", "exec", netns, *argv]
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except FileNotFoundError as exc:
-        raise FilterError(f"accept: false needs nftables ({exc.filename} not found)") from None
-    out, err = await proc.communicate(script.encode())
-    if proc.returncode != 0:
-        raise FilterError(f"nft failed: {err.decode(errors='replace').strip()}")
-    return out.decode(errors="replace")
+    return await nft.run(netns, script, *args, error=FilterError, purpose="accept: false")
 
 
 async def install(netns: str | None, chain: str, addresses: tuple[IPInterface, ...]) -> None:

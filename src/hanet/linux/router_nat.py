@@ -7,10 +7,8 @@ at all. A failure raises ``NatApplyError`` carrying nft's own message.
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-
 from hanet.agent.nat import TABLE, check_table_name, removal
+from hanet.linux import nft
 
 
 class NatApplyError(RuntimeError):
@@ -18,24 +16,7 @@ class NatApplyError(RuntimeError):
 
 
 async def _nft(netns: str | None, script: str, *args: str) -> str:
-    nft = shutil.which("nft") or "/usr/sbin/nft"
-    argv = [nft, *args, "-f", "-"]
-    if netns is not None:
-        argv = ["ip", "netns", "exec", netns, *argv]
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except FileNotFoundError as exc:
-        raise NatApplyError(f"router NAT needs nftables ({exc.filename} not found)") from None
-    out, err = await proc.communicate(script.encode())
-    if proc.returncode != 0:
-        where = f" in namespace {netns}" if netns is not None else ""
-        raise NatApplyError(f"nft failed{where}: {err.decode(errors='replace').strip()}")
-    return out.decode(errors="replace")
+    return await nft.run(netns, script, *args, error=NatApplyError, purpose="router NAT")
 
 
 async def apply(netns: str | None, text: str) -> None:
