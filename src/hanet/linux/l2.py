@@ -79,6 +79,7 @@ class VxlanState:
     mtu: int
     master: int | None
     peers: frozenset[IPAddress]
+    group: IPAddress | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ async def _peers(ipr: AsyncIPRoute, index: int) -> frozenset[IPAddress]:
 async def _vxlan_state(ipr: AsyncIPRoute, msg: Any) -> VxlanState:
     data = msg.get(("linkinfo", "data"))
     local = data.get("IFLA_VXLAN_LOCAL") or data.get("IFLA_VXLAN_LOCAL6")
+    group = data.get("IFLA_VXLAN_GROUP") or data.get("IFLA_VXLAN_GROUP6")
     return VxlanState(
         name=msg.get("ifname"),
         index=msg["index"],
@@ -151,6 +153,7 @@ async def _vxlan_state(ipr: AsyncIPRoute, msg: Any) -> VxlanState:
         mtu=msg.get("mtu"),
         master=msg.get("master"),
         peers=await _peers(ipr, msg["index"]),
+        group=ipaddress.ip_address(group) if group not in (None, "0.0.0.0", "::") else None,
     )
 
 
@@ -266,7 +269,9 @@ async def _enslave(
     changes.append(f"{name} " + " ".join(f"{k}={v}" for k, v in sorted(wanted.items())))
 
 
-def _vxlan_spec(vni: int, local: IPAddress, underlay: int) -> dict[str, Any]:
+def _vxlan_spec(
+    vni: int, local: IPAddress, underlay: int, group: IPAddress | None
+) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "vxlan_id": vni,
         "vxlan_link": underlay,
@@ -274,6 +279,8 @@ def _vxlan_spec(vni: int, local: IPAddress, underlay: int) -> dict[str, Any]:
         "vxlan_learning": 1,
     }
     spec["vxlan_local" if local.version == 4 else "vxlan_local6"] = str(local)
+    if group is not None:
+        spec["vxlan_group" if group.version == 4 else "vxlan_group6"] = str(group)
     return spec
 
 
@@ -285,9 +292,12 @@ async def ensure_vxlan_network(
     local: str,
     underlay: str,
     peers: Iterable[str],
+    group: str | None = None,
 ) -> list[str]:
     """The network's bridge with ``vxlan-<vni>`` on it, tunnelling from ``local`` over
-    ``underlay`` (UDP 4789, learning on), flooding to exactly ``peers``.
+    ``underlay`` (UDP 4789, learning on), flooding to exactly ``peers``, or, with a
+    multicast ``group``, to that group (Neutron's linuxbridge ``vxlan_group`` without
+    l2population; ``peers`` must then be empty).
 
     The node's own address among the peers is ignored. A VXLAN device whose VNI, local
     address, underlay or port differs is re-created (the kernel cannot change them in
@@ -301,8 +311,15 @@ async def ensure_vxlan_network(
     try:
         local_ip = ipaddress.ip_address(local)
         wanted_peers = frozenset(ipaddress.ip_address(p) for p in peers) - {local_ip}
+        group_ip = ipaddress.ip_address(group) if group is not None else None
     except ValueError as exc:
         raise L2Error(f"network {network_id}: device {name}: {exc}") from None
+    if group_ip is not None and (not group_ip.is_multicast or group_ip.version != local_ip.version):
+        raise L2Error(f"network {network_id}: device {name}: group {group_ip} is not an "
+                      f"IPv{local_ip.version} multicast address")  # fmt: skip
+    if group_ip is not None and wanted_peers:
+        raise L2Error(f"network {network_id}: device {name}: flood to a group or to peers, "
+                      "not both")  # fmt: skip
     if any(p.version != local_ip.version for p in wanted_peers):
         raise L2Error(f"network {network_id}: device {name}: peers must be IPv{local_ip.version} "
                       f"as the local address {local_ip}")  # fmt: skip
@@ -319,8 +336,8 @@ async def ensure_vxlan_network(
             raise _wrong_kind(network_id, name, msg, "VXLAN")
         if msg is not None:
             have = await _vxlan_state(ipr, msg)
-            if (have.vni, have.local, have.underlay, have.port, have.learning) != (
-                vni, local_ip, under_index, VXLAN_PORT, True,
+            if (have.vni, have.local, have.underlay, have.port, have.learning, have.group) != (
+                vni, local_ip, under_index, VXLAN_PORT, True, group_ip,
             ):  # fmt: skip
                 try:
                     await ipr.link("del", index=have.index)
@@ -331,7 +348,7 @@ async def ensure_vxlan_network(
         if msg is None:
             try:
                 await ipr.link("add", ifname=name, kind="vxlan", mtu=mtu,
-                               **_vxlan_spec(vni, local_ip, under_index))  # fmt: skip
+                               **_vxlan_spec(vni, local_ip, under_index, group_ip))  # fmt: skip
             except NetlinkError as exc:
                 raise _fail(network_id, name, "cannot create it", exc) from None
             changes.append(f"created {name}")
@@ -440,6 +457,35 @@ async def plug_port(
                 raise L2Error(f"network {network_id}: device {peer}: exists, not {tap}'s peer")
             peer_index = peer_msg["index"]
         return PluggedPort(tap, peer, peer_index, tuple(changes))
+    finally:
+        ipr.close()
+
+
+async def attach_tap(
+    netns: str | None, network_id: str, port_id: str, mtu: int
+) -> list[str] | None:
+    """Put the port's existing ``tap<port>`` on the network's bridge (which must exist),
+    with ``mtu``, up: a compute node's side, where the hypervisor (here the lab's
+    ``vm create``, as Nova with libvirt) makes the tap and the agent only wires it, as
+    Neutron's linuxbridge agent does. None while the tap does not exist yet; otherwise what
+    was changed (empty: it was already so)."""
+    _check_mtu(network_id, mtu)
+    tap = tap_name(port_id)
+    ipr = await _open(netns, network_id, tap)
+    try:
+        links = await _links(ipr)
+        msg = links.get(tap)
+        if msg is None:
+            return None
+        bridge_msg = links.get(bridge_name(network_id))
+        if bridge_msg is None or _kind(bridge_msg) != "bridge":
+            raise L2Error(f"network {network_id}: device {tap}: no bridge "
+                          f"{bridge_name(network_id)} to plug into")  # fmt: skip
+        if _kind(msg) not in ("veth", "tun"):
+            raise _wrong_kind(network_id, tap, msg, "a veth or tap device")
+        changes: list[str] = []
+        await _enslave(ipr, network_id, msg, bridge_msg["index"], mtu, changes)
+        return changes
     finally:
         ipr.close()
 

@@ -1,0 +1,130 @@
+"""The agent's side of the agents' protocol over time: register, heartbeat, and follow the
+desired state (a full read, then long-polls for changes), with backoff while the server is
+gone or answers nonsense. The data path is never touched from here: a server that is away
+only delays changes (hanet.agent.l3 decides what a long absence means: fencing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from hanet.agent.server_api import Backoff, Refused, ServerApi, ServerError, StateAnswer
+
+log = logging.getLogger(__name__)
+
+NOT_FOUND = 404
+
+
+class ServerSession:
+    def __init__(
+        self,
+        api: ServerApi,
+        host: str,
+        agent_type: str,
+        configurations: dict[str, Any],
+        on_state: Callable[[StateAnswer], Awaitable[None]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.api, self.host, self.agent_type = api, host, agent_type
+        self.configurations = configurations
+        self.on_state = on_state
+        self.clock = clock
+        self.agent_id: str | None = None
+        self.report_interval = 30.0
+        self.revision: int | None = None  # None: the next read is a full one
+        self.last_contact = clock()
+        self.reachable = False
+        self.registered = asyncio.Event()
+        self._last_error = ""
+
+    def contact(self) -> None:
+        self.last_contact = self.clock()
+        if not self.reachable:
+            log.info("server reachable")
+        self.reachable = True
+
+    def silent_for(self) -> float:
+        return self.clock() - self.last_contact
+
+    def _trouble(self, what: str, exc: Exception) -> None:
+        self.reachable = False
+        message = f"{what}: {exc}"
+        # A server that stays away is one line, not one line per retry.
+        if message != self._last_error:
+            log.warning("%s", message)
+            self._last_error = message
+
+    def request_full(self) -> None:
+        self.revision = None
+
+    async def register(self) -> str:
+        backoff = Backoff()
+        while True:
+            try:
+                registration = await self.api.register(
+                    self.host, self.agent_type, self.configurations
+                )
+            except ServerError as exc:
+                self._trouble("cannot register", exc)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            self.contact()
+            self.agent_id = registration.agent_id
+            self.report_interval = registration.report_interval
+            self.registered.set()
+            log.info("registered as %s agent %s of host %s (report every %s s)",
+                     self.agent_type, self.agent_id, self.host, self.report_interval)  # fmt: skip
+            return self.agent_id
+
+    async def _reregister(self) -> None:
+        """The server no longer knows this agent (its database was rebuilt): register again
+        and read everything."""
+        self.registered.clear()
+        self.request_full()
+        await self.register()
+
+    async def heartbeat_loop(self) -> None:
+        await self.registered.wait()
+        while True:
+            assert self.agent_id is not None
+            try:
+                await self.api.heartbeat(self.agent_id)
+                self.contact()
+            except Refused as exc:
+                if exc.status == NOT_FOUND:
+                    await self._reregister()
+                    continue
+                self._trouble("heartbeat refused", exc)
+            except ServerError as exc:
+                self._trouble("heartbeat failed", exc)
+            await asyncio.sleep(self.report_interval)
+
+    async def poll_loop(self) -> None:
+        """Read the state and hand each answer to ``on_state``, for ever."""
+        await self.registered.wait()
+        backoff = Backoff()
+        while True:
+            assert self.agent_id is not None
+            try:
+                answer = await self.api.state(self.agent_id, self.agent_type, self.revision)
+            except Refused as exc:
+                if exc.status == NOT_FOUND:
+                    await self._reregister()
+                    continue
+                self._trouble("state refused", exc)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            except ServerError as exc:
+                self._trouble("cannot read the state", exc)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            self.contact()
+            backoff.reset()
+            if self.revision is not None and answer.full:
+                log.info("the server sent a full state")
+            self.revision = answer.revision
+            await self.on_state(answer)

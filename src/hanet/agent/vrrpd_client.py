@@ -1,0 +1,96 @@
+"""The node's vrrpd, driven over its control socket (version 1, docs/vrrpd.md): ``sync`` of
+every router instance, ``hold_backup``/``release``, and ``subscribe`` for state changes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+VERSION = 1
+LINE_LIMIT = 256 << 20  # a status or snapshot of thousands of instances is one line
+
+
+class VrrpdError(RuntimeError):
+    """vrrpd cannot be reached, or refused a request (its message says where and why)."""
+
+
+class VrrpdRefused(VrrpdError):
+    pass
+
+
+class VrrpdClient:
+    def __init__(self, socket_path: Path, timeout: float = 60.0) -> None:
+        self.socket_path, self.timeout = socket_path, timeout
+
+    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        """One request on its own connection; the answer, or VrrpdError."""
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_unix_connection(str(self.socket_path), limit=LINE_LIMIT),
+                self.timeout,
+            )
+        except (TimeoutError, OSError) as exc:
+            raise VrrpdError(f"vrrpd at {self.socket_path}: {exc or type(exc).__name__}") from None
+        try:
+            writer.write(json.dumps({**message, "version": VERSION}).encode() + b"\n")
+            line = await asyncio.wait_for(reader.readline(), self.timeout)
+        except (TimeoutError, OSError, ValueError) as exc:
+            raise VrrpdError(f"vrrpd: {message.get('command')}: no answer: {exc!r}") from None
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            raise VrrpdError(f"vrrpd: {message.get('command')}: answer is not JSON") from None
+        if not isinstance(answer, dict):
+            raise VrrpdError(f"vrrpd: {message.get('command')}: answer is not an object")
+        if not answer.get("ok"):
+            raise VrrpdRefused(str(answer.get("error", "refused")))
+        return answer
+
+    async def sync(self, instances: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        return await self.request({"command": "sync", "instances": instances})
+
+    async def hold_backup(self, name: str, reason: str) -> None:
+        await self.request({"command": "hold_backup", "name": name, "reason": reason})
+
+    async def release(self, name: str) -> None:
+        await self.request({"command": "release", "name": name})
+
+    async def status(self) -> dict[str, Any]:
+        return await self.request({"command": "status"})
+
+    async def subscribe(self) -> AsyncIterator[dict[str, Any]]:
+        """Events as vrrpd sends them: a ``snapshot`` first (and again after an
+        ``overflow``), then ``state`` events. Ends (VrrpdError) when vrrpd goes away."""
+        try:
+            reader, writer = await asyncio.open_unix_connection(
+                str(self.socket_path), limit=LINE_LIMIT
+            )
+        except OSError as exc:
+            raise VrrpdError(f"vrrpd at {self.socket_path}: {exc}") from None
+        try:
+            writer.write(json.dumps({"command": "subscribe", "version": VERSION}).encode() + b"\n")
+            first = json.loads(await reader.readline() or b"{}")
+            if not first.get("ok"):
+                raise VrrpdError(f"vrrpd: subscribe refused: {first.get('error')}")
+            while True:
+                line = await reader.readline()
+                if not line:
+                    raise VrrpdError("vrrpd closed the subscription")
+                with contextlib.suppress(ValueError):
+                    event = json.loads(line)
+                    if isinstance(event, dict):
+                        yield event
+        except (OSError, ValueError) as exc:
+            raise VrrpdError(f"vrrpd subscription: {exc!r}") from None
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
