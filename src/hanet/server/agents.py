@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import case, func, select
@@ -25,10 +26,16 @@ from hanet.server.models import (
     Subnet,
     utcnow,
 )
+from hanet.server.router_errors import RouterErrors
 from hanet.server.store import RETRIES, Context
 
 
 class AgentStore(L3Store):
+    @cached_property
+    def router_errors(self) -> RouterErrors:
+        """The agents' error reports on their routers (hanet.server.router_errors)."""
+        return RouterErrors(self)
+
     # Agents -------------------------------------------------------------------------------
 
     def register_agent(
@@ -58,6 +65,7 @@ class AgentStore(L3Store):
                         session.add(row)
                     row.availability_zone, row.configurations = availability_zone, configurations
                     row.started_at = row.heartbeat_at = now
+                    RouterErrors.forget(session, row)
                     session.flush()
                     return self._agent_view(row)
             except IntegrityError:

@@ -9,7 +9,7 @@ code path can forget one:
   the agents (hanet.server.agent_sync) is made of. A subnet or network counts only when
   more than its name, description or revision changed, so that adding a subnet to an
   external network does not resend every router with a gateway there; a place only when
-  more than the HA state its agent reported changed.
+  more than the HA state or error its agent reported changed.
 note_router is for a change that no row of the router shows.
 
 Agents read the log by sequence number ("what changed after N"), so a number must never
@@ -53,8 +53,8 @@ ROUTER_PORTS = (INTERFACE, GATEWAY, HA_INTERFACE)
 NOT_IN_DOCUMENTS = {"name", "description", "revision_number", "updated_at", "subnets", "network"}
 # A place's HA state is in its own agent's document only, and that agent reported it: a
 # report resent to every agent of the router would only echo it (1,000 fail-overs would
-# be 1,000 documents to each of them).
-REPORTED = {"ha_state", "ha_state_at"}
+# be 1,000 documents to each of them). So is an error it reports (router_errors).
+REPORTED = {"ha_state", "ha_state_at", "error"}
 
 
 def note_router(session: Session, router_id: str) -> None:

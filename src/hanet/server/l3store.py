@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from hanet.server import changelog, placement
+from hanet.server import changelog, placement, router_errors
 from hanet.server.api.errors import BadRequest, Conflict, not_found
 from hanet.server.changelog import GATEWAY as GATEWAY  # the names others import from here
 from hanet.server.changelog import HA_INTERFACE as HA_INTERFACE
@@ -54,9 +54,16 @@ class L3Store(PortStore):
     # Views --------------------------------------------------------------------------------
 
     def _router_view(
-        self, session: Session, row: Router, ports: dict[str, Port] | None = None
+        self,
+        session: Session,
+        row: Router,
+        ports: dict[str, Port] | None = None,
+        erring: set[str] | None = None,
     ) -> dict[str, Any]:
-        """``ports``: gateway ports loaded already (a list of routers), else each is read."""
+        """``ports``: gateway ports loaded already (a list of routers), else each is read;
+        ``erring``: the routers a live agent reports in error, read for this one if None."""
+        if erring is None:
+            erring = router_errors.erring(session, [row.id], self.agent_down_time)
         gateway = None
         if row.gw_port_id is not None:
             port = (ports or {}).get(row.gw_port_id) or session.get(Port, row.gw_port_id)
@@ -72,7 +79,7 @@ class L3Store(PortStore):
         return {
             **stamp(row),
             "admin_state_up": row.admin_state_up,
-            "status": row.status,
+            "status": "ERROR" if row.id in erring else row.status,
             "ha": row.ha,
             "distributed": row.distributed,
             "external_gateway_info": gateway,
@@ -317,9 +324,9 @@ class L3Store(PortStore):
             return self._router_views(session, list(session.scalars(query)))
 
     def _router_views(self, session: Session, rows: list[Router]) -> list[dict[str, Any]]:
-        """Many routers' views: one query for every gateway port and its addresses, not one
-        per router (held here: the session keeps loaded rows only while something refers
-        to them)."""
+        """Many routers' views: one query for every gateway port and its addresses, and one
+        for the agents' errors, not one per router (held here: the session keeps loaded
+        rows only while something refers to them)."""
         gateways = [r.gw_port_id for r in rows if r.gw_port_id]
         ports = {
             p.id: p
@@ -327,7 +334,8 @@ class L3Store(PortStore):
                 select(Port).where(Port.id.in_(gateways)).options(selectinload(Port.fixed_ips))
             )
         }
-        return [self._router_view(session, r, ports) for r in rows]
+        erring = router_errors.erring(session, [r.id for r in rows], self.agent_down_time)
+        return [self._router_view(session, r, ports, erring) for r in rows]
 
     def update_router(self, ctx: Context, router_id: str, values: dict[str, Any]) -> dict[str, Any]:
         with self.writes.begin() as session:

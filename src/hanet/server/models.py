@@ -162,6 +162,9 @@ class RouterBinding(Base):
     ha_state_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     # Split brain: the server told this agent to stay backup while another is active.
     forced_standby: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Why the agent could not set the router up, as it reported (hanet.server.router_errors);
+    # None when it reports none.
+    error: Mapped[str | None] = mapped_column(String(255), nullable=True)
     __table_args__ = (
         UniqueConstraint("router_id", "binding_index", name="uq_router_binding_index"),
     )

@@ -25,6 +25,7 @@ from hanet.server.api.app import (
 from hanet.server.api.auth import CREDENTIALS, AgentCaller
 from hanet.server.api.errors import BadRequest
 from hanet.server.api.validate import free_dict, mapping, optional, string, uuid_string
+from hanet.server.router_errors import parse_report
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +226,15 @@ async def ha_states(request: web.Request) -> web.Response:
     return web.json_response({"changed": changed})
 
 
+async def router_errors(request: web.Request) -> web.Response:
+    """POST /hanet/v1/agents/{id}/router_errors {"routers": {router_id: reason or null}}:
+    the routers the agent could not set up, and why (null: it could now)."""
+    agent_id = await own_agent(request)
+    report = parse_report(await read_body(request))
+    changed = await in_thread(request.app[STORE].router_errors.report, agent_id, report)
+    return web.json_response({"changed": changed})
+
+
 async def router_events(request: web.Request) -> web.Response:
     ctx = context_of(request)
     router_id = identifier(request, "router")
@@ -282,5 +292,6 @@ def l3_routes() -> list[web.RouteDef]:
         web.put("/hanet/v1/agents/{id}/heartbeat", heartbeat),
         web.get("/hanet/v1/agents/{id}/state", agent_state),
         web.post("/hanet/v1/agents/{id}/ha_states", ha_states),
+        web.post("/hanet/v1/agents/{id}/router_errors", router_errors),
         web.get("/hanet/v1/routers/{id}/events", router_events),
     ]
