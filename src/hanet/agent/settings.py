@@ -62,9 +62,20 @@ class AgentSettings:
         )
 
     def auth_token(self) -> str | None:
-        if self.token_file is not None:
-            return self.token_file.read_text().strip() or None
-        return self.token
+        """The token to send; a token file that cannot be read, or is empty, is a
+        SettingsError: without a token the agent would be refused (401) for ever."""
+        if self.token_file is None:
+            return self.token
+        try:
+            token = self.token_file.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8"
+            raise _fail(
+                "settings", "token_file", f"cannot read {self.token_file}: {reason}"
+            ) from None
+        if not token:
+            raise _fail("settings", "token_file", f"{self.token_file} is empty")
+        return token
 
 
 def _fail(where: str, key: str, reason: str) -> SettingsError:
@@ -152,7 +163,8 @@ def parse_settings(data: Any, where: str) -> AgentSettings:
         elif key == "advert_int":
             values[key] = _number(where, key, value, 0.01, 40.95)
         elif key == "vrrp_version":
-            if value not in (2, 3):
+            # Not 3.0 or True (== 1): vrrpd's schema takes an integer only.
+            if type(value) is not int or value not in (2, 3):
                 raise _fail(where, key, f"{value!r} is not 2 or 3")
             values[key] = value
         elif key == "agent_down_time":
@@ -160,7 +172,8 @@ def parse_settings(data: Any, where: str) -> AgentSettings:
         elif key == "metrics":
             text = _text(where, key, value)
             host, _, port = text.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            # isascii: "²".isdigit() is true, but int("²") fails.
+            if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
                 raise _fail(where, key, f"{text!r} is not HOST:PORT")
             values[key] = text
     if "host" not in values:
@@ -177,8 +190,19 @@ def parse_settings(data: Any, where: str) -> AgentSettings:
 def _check_whole(settings: AgentSettings, where: str) -> None:
     if settings.token is not None and settings.token_file is not None:
         raise _fail(where, "token_file", "give token or token_file, not both")
-    if settings.tunnel_address is None or settings.tunnel_interface is None:
-        raise _fail(where, "tunnel_address", "a node needs tunnel_address and tunnel_interface")
+    for key in ("tunnel_address", "tunnel_interface"):
+        if getattr(settings, key) is None:
+            raise _fail(where, key, "a node needs tunnel_address and tunnel_interface")
+    # VXLAN's local address and its group or remote addresses are of one family: the kernel
+    # would refuse each network's device otherwise, long after the agent started.
+    assert settings.tunnel_address is not None
+    family = ipaddress.ip_address(settings.tunnel_address).version
+    flood = [("vxlan_group", settings.vxlan_group)] if settings.vxlan_group else []
+    flood += [(f"vxlan_peers[{i}]", peer) for i, peer in enumerate(settings.vxlan_peers)]
+    for key, address in flood:
+        if ipaddress.ip_address(address).version != family:
+            raise _fail(where, key, f"{address} is not of tunnel_address "
+                        f"{settings.tunnel_address}'s family")  # fmt: skip
     if settings.vrrp_version == 2 and settings.advert_int != int(settings.advert_int):
         raise _fail(where, "advert_int", "VRRP version 2 takes whole seconds")
 
@@ -188,6 +212,8 @@ def load_settings(path: Path) -> AgentSettings:
         text = path.read_text()
     except OSError as exc:
         raise SettingsError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{path}: cannot read: not UTF-8 (byte {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
