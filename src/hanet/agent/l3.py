@@ -248,7 +248,10 @@ class L3Agent:
             try:
                 async for event in self.vrrpd.subscribe():
                     delay = 0.2
-                    await self._vrrpd_event(event)
+                    try:
+                        await self._vrrpd_event(event)
+                    except Exception:  # one odd event must not end the agent's reports
+                        log.exception("vrrpd event %s", event)
             except VrrpdError as exc:
                 log.warning("%s", exc)
             await asyncio.sleep(delay)
@@ -283,8 +286,9 @@ class L3Agent:
         if state == previous:
             return
         self.metrics.set_states(self.vrrp_states)
-        if ha_state(state) is not None and router in self.documents:
-            self.reporter.observe(router, state, now)
+        reported = ha_state(state)
+        if reported is not None and router in self.documents:
+            self.reporter.observe(router, reported, now)
             self.report_wakeup.set()
         built = self.built.get(router)
         if built is None:
