@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
-from hanet.server import changelog, segments
+from hanet.server import changelog, compute, segments
 from hanet.server.api.errors import BadRequest, not_found
+from hanet.server.compute import agent_port
 from hanet.server.dhcp import DHCP_AGENT, DhcpStore
 from hanet.server.l3store import GATEWAY, HA_INTERFACE, INTERFACE, _admin_only
 from hanet.server.models import (
@@ -38,26 +39,31 @@ SPLIT_BRAIN_AFTER = timedelta(seconds=2)
 # do not know; removing a field or changing its meaning raises the version.
 SCHEMA_VERSION = 1
 HA_STATES = ("active", "standby", "fault")
+AGENT_KINDS = {DHCP_AGENT: changelog.NETWORK, compute.L2_AGENT: changelog.PORT}
 
 
 class Store(DhcpStore):
     # The change log ---------------------------------------------------------------------
 
-    def latest_change(self, kind: str | None = None) -> int:
-        """The newest change number, of one kind (router, network) or of any."""
-        query = select(func.max(Change.seq))
-        if kind is not None:
-            query = query.where(Change.kind == kind)
+    def latest_change(self, kind: str | None = None, host: str | None = None) -> int:
+        """The newest change number, of one kind (router, network) or of any; of instance
+        ports (kind port), those of one host."""
         with self.sessions() as session:
+            if kind == changelog.PORT:
+                return compute.latest_change(session, host or "")
+            query = select(func.max(Change.seq))
+            if kind is not None:
+                query = query.where(Change.kind == kind)
             return int(session.scalar(query) or 0)
 
     def agent_kind(self, agent_id: str) -> str:
-        """Which changes the agent follows: an L3 agent routers, a DHCP agent networks."""
+        """Which changes the agent follows: an L3 agent routers, a DHCP agent networks, a
+        compute agent its host's instance ports."""
         with self.sessions() as session:
             agent = session.get(Agent, agent_id)
             if agent is None:
                 raise not_found("agent", agent_id)
-            return changelog.NETWORK if agent.agent_type == DHCP_AGENT else changelog.ROUTER
+            return AGENT_KINDS.get(agent.agent_type, changelog.ROUTER)
 
     def agent_host(self, agent_id: str) -> str:
         with self.sessions() as session:
@@ -74,6 +80,15 @@ class Store(DhcpStore):
             if agent is None:
                 raise not_found("agent", agent_id)
             latest = int(session.scalar(select(func.max(Change.seq))) or 0)
+            if agent.agent_type == compute.L2_AGENT:
+                ports, gone = compute.compute_state(session, agent, since, latest)
+                return {
+                    "schema_version": SCHEMA_VERSION,
+                    "revision": latest,
+                    "ports": ports,
+                    "removed": gone,
+                    "full": since is None,
+                }
             if agent.agent_type == DHCP_AGENT:
                 kind, key, binding = changelog.NETWORK, "networks", NetworkDhcpBinding
                 hosted_ids = select(binding.network_id).where(binding.agent_id == agent_id)
@@ -312,7 +327,7 @@ def _router_document(
 ) -> dict[str, Any]:
     def port(owner: str) -> list[dict[str, Any]]:
         return [
-            _agent_port(p, subnets)
+            agent_port(p, subnets)
             for p in ports
             if p.device_owner == owner and (owner != HA_INTERFACE or p.host_id == agent.host)
         ]
@@ -359,27 +374,6 @@ def _wired(
         "gateway": wired(document["gateway"]),
         "ha_port": wired(document["ha_port"]),
         "ha_peers": sorted(peers, key=lambda peer: peer["host"]),
-    }
-
-
-def _agent_port(port: Port, subnets: dict[str, Subnet]) -> dict[str, Any]:
-    addresses = []
-    for allocation in port.fixed_ips:
-        subnet = subnets[allocation.subnet_id]
-        addresses.append(
-            {
-                "subnet_id": subnet.id,
-                "ip_address": allocation.ip_address,
-                "prefixlen": ipaddress.ip_network(subnet.cidr).prefixlen,
-                "cidr": subnet.cidr,
-                "gateway_ip": subnet.gateway_ip,
-            }
-        )
-    return {
-        "id": port.id,
-        "network_id": port.network_id,
-        "mac_address": port.mac_address,
-        "fixed_ips": addresses,
     }
 
 

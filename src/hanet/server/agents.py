@@ -29,6 +29,9 @@ from hanet.server.models import (
 from hanet.server.router_errors import RouterErrors
 from hanet.server.store import RETRIES, Context
 
+# Neutron's agents' topics; its linuxbridge agent's is "N/A".
+TOPICS = {L3_AGENT: "l3_agent", "DHCP agent": "dhcp_agent"}
+
 
 class AgentStore(L3Store):
     @cached_property
@@ -60,7 +63,7 @@ class AgentStore(L3Store):
                             agent_type=agent_type,
                             binary=binary,
                             host=host,
-                            topic="l3_agent" if agent_type == L3_AGENT else "dhcp_agent",
+                            topic=TOPICS.get(agent_type, "N/A"),
                         )
                         session.add(row)
                     row.availability_zone, row.configurations = availability_zone, configurations

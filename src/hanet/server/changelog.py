@@ -1,6 +1,6 @@
 """The agents' change log, written as each write transaction commits.
 
-Both kinds are noted by the session itself, from the rows each flush writes, so that no
+Every kind is noted by the session itself, from the rows each flush writes, so that no
 code path can forget one:
 - a network when its row, or a subnet, port, address or DHCP place of it, is written;
 - a router when its row, one of its places (binding), one of its ports (interface,
@@ -10,6 +10,10 @@ code path can forget one:
   more than its name, description or revision changed, so that adding a subnet to an
   external network does not resend every router with a gateway there; a place only when
   more than the HA state or error its agent reported changed.
+- an instance port (device_owner ``compute:...``), for each host it is bound to before
+  and after the change, when the port or an address of it is written, or a subnet or
+  network it is on (as for routers: more than name, description or revision): what its
+  host's compute agent wires it from.
 note_router is for a change that no row of the router shows.
 
 Agents read the log by sequence number ("what changed after N"), so a number must never
@@ -41,7 +45,10 @@ from hanet.server.models import (
 )
 
 ROUTERS, NETWORKS = "hanet.changed_routers", "hanet.changed_networks"
-ROUTER, NETWORK = "router", "network"
+PORTS = "hanet.changed_ports"
+ROUTER, NETWORK, PORT = "router", "network", "port"
+# Instance ports (Nova's device_owner compute:<zone>), whose compute agents follow them.
+COMPUTE = "compute:"
 OF_A_NETWORK = (Subnet, Port, IPAllocation, NetworkDhcpBinding)
 # Neutron's device owners of the ports routers and floating IPs own.
 INTERFACE = "network:router_interface"
@@ -66,6 +73,7 @@ def _note(session: Session, _context: Any, _instances: Any) -> None:
     written = list(chain(session.new, session.deleted, modified))
     _note_networks(session, written)
     _note_routers(session, written, modified)
+    _note_ports(session, written, modified)
 
 
 def _note_networks(session: Session, written: list[Any]) -> None:
@@ -117,6 +125,48 @@ def _note_routers(session: Session, written: list[Any], modified: set[Any]) -> N
         noted.update(session.scalars(on_networks))
 
 
+def _note_ports(session: Session, written: list[Any], modified: set[Any]) -> None:
+    """Instance ports, each with the host(s) it is bound to before and after the flush:
+    the compute agent of a host follows only its own (a port moved between hosts is
+    noted for both; the old one sees it removed)."""
+    noted: set[tuple[str, str]] = session.info.setdefault(PORTS, set())
+    ports = {row.id for row in written if isinstance(row, Port)}
+    subnets: set[str] = set()
+    networks: set[str] = set()
+    for row in written:
+        if isinstance(row, Port):
+            noted.update(_compute_port(row))
+        elif isinstance(row, IPAllocation) and row.port_id and row.port_id not in ports:
+            port = session.get(Port, row.port_id)
+            if port is not None:
+                noted.update(_compute_port(port))
+    for row in modified:
+        if isinstance(row, Subnet) and _altered(row, NOT_IN_DOCUMENTS):
+            subnets.add(row.id)
+        elif isinstance(row, Network) and _altered(row, NOT_IN_DOCUMENTS):
+            networks.add(row.id)
+    bound = (
+        select(Port.id, Port.host_id)
+        .where(Port.device_owner.startswith(COMPUTE), Port.host_id != "")
+        .distinct()
+    )
+    if subnets:
+        on_subnets = bound.join(IPAllocation, IPAllocation.port_id == Port.id).where(
+            IPAllocation.subnet_id.in_(subnets)
+        )
+        noted.update((i, h) for i, h in session.execute(on_subnets).all())
+    if networks:
+        on_networks = bound.where(Port.network_id.in_(networks))
+        noted.update((i, h) for i, h in session.execute(on_networks).all())
+
+
+def _compute_port(port: Port) -> Iterable[tuple[str, str]]:
+    """(port, host) for each host an instance port is bound to, before and after."""
+    if any(owner.startswith(COMPUTE) for owner in _values(port, "device_owner")):
+        return [(port.id, host) for host in _values(port, "host_id")]
+    return ()
+
+
 def _values(row: Any, key: str) -> Iterable[str]:
     """The attribute's values in this flush, before and after: a row that moves from one
     router to another (a port's device, a floating IP's router) changes both."""
@@ -145,13 +195,15 @@ def _write_log(session: Session) -> None:
     session.flush()  # the last rows of the transaction are noted by the flush
     routers = session.info.pop(ROUTERS, set())
     networks = session.info.pop(NETWORKS, set())
-    if not routers and not networks:
+    ports = session.info.pop(PORTS, set())
+    if not routers and not networks and not ports:
         return
     if session.get_bind().dialect.name == "postgresql":
         # Conflicts with itself only: log writers queue, everything else goes on.
         session.execute(text("LOCK TABLE changes IN SHARE ROW EXCLUSIVE MODE"))
     for kind, ids in ((ROUTER, routers), (NETWORK, networks)):
         session.add_all(Change(kind=kind, resource_id=i) for i in sorted(ids))
+    session.add_all(Change(kind=PORT, resource_id=i, host=h) for i, h in sorted(ports))
 
 
 def _forget(session: Session, *_: Any) -> None:
@@ -161,6 +213,7 @@ def _forget(session: Session, *_: Any) -> None:
         return
     session.info.pop(ROUTERS, None)
     session.info.pop(NETWORKS, None)
+    session.info.pop(PORTS, None)
 
 
 def install(sessions: sessionmaker[Session]) -> None:

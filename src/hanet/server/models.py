@@ -12,6 +12,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     UniqueConstraint,
@@ -201,9 +202,13 @@ class Change(Base):
 
     __tablename__ = "changes"
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(16), server_default="router")  # or "network"
+    kind: Mapped[str] = mapped_column(String(16), server_default="router")  # network, port
     resource_id: Mapped[str] = mapped_column(ID, index=True)
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # An instance port's change is noted once per host it was or is bound to: each compute
+    # agent reads its own host's (None for routers and networks).
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    __table_args__ = (Index("ix_changes_host_seq", "host", "seq"),)
 
 
 class FloatingIP(Stamped, Base):

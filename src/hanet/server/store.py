@@ -103,7 +103,8 @@ def port_view(row: Port) -> dict[str, Any]:
         "binding:host_id": row.host_id,
         "binding:profile": row.binding_profile,
         "binding:vnic_type": "normal",
-        "binding:vif_type": "ovs" if row.host_id else "unbound",
+        # hanet's agents build the linuxbridge layout: Nova plugs a "bridge" VIF (brq<net>).
+        "binding:vif_type": "bridge" if row.host_id else "unbound",
         "binding:vif_details": {},
         "security_groups": [],
         "port_security_enabled": True,

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from hanet.server import changelog
 from hanet.server.api import attributes
 from hanet.server.api.app import (
     CONFIG,
@@ -38,7 +39,7 @@ REGISTRATION = mapping(
     },
     required=("host", "agent_type"),
 )
-AGENT_TYPES = ("L3 agent", "DHCP agent")
+AGENT_TYPES = ("L3 agent", "DHCP agent", "Linux bridge agent")
 
 
 async def add_interface(request: web.Request) -> web.Response:
@@ -174,18 +175,21 @@ LONG_POLLS: web.AppKey[LongPolls] = web.AppKey("long_polls", LongPolls)
 
 async def agent_state(request: web.Request) -> web.Response:
     """GET /hanet/v1/agents/{id}/state[?since=N&wait=S]: without ``since`` all the agent's
-    routers (or networks, for a DHCP agent); with it, those changed after change N, held up
-    to S seconds until there is something newer of the agent's kind (a long-poll)."""
+    routers (networks for a DHCP agent, its host's instance ports for a compute agent);
+    with it, those changed after change N, held up to S seconds until there is something
+    newer of the agent's kind (a long-poll)."""
     agent_id = await own_agent(request)
     since = _number(request, "since", None, int)  # absent: the full state, at once
     wait = min(_number(request, "wait", 0.0, float), MAX_WAIT)
     store = request.app[STORE]
     kind = await in_thread(store.agent_kind, agent_id)
+    # A compute agent waits for its own host's ports only, not for every port's change.
+    host = await in_thread(store.agent_host, agent_id) if kind == changelog.PORT else None
     deadline = asyncio.get_running_loop().time() + wait
     polls, holding = request.app[LONG_POLLS], False
     try:
         while since is not None and asyncio.get_running_loop().time() < deadline:
-            if await in_thread(store.latest_change, kind) > since:
+            if await in_thread(store.latest_change, kind, host) > since:
                 break
             if not holding:  # looked, found nothing newer: from now on it holds
                 holding, polls.waiting = True, polls.waiting + 1
