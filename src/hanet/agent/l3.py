@@ -160,6 +160,7 @@ class L3Agent:
             self.held.discard(router)
             self.reporter.forget(router)
         await self._holds()
+        await self._follow_states()
         if leaving:
             used = {p.network_id for built in self.built.values() for p in built.ports}
             try:
@@ -167,6 +168,30 @@ class L3Agent:
             except Exception as exc:
                 log.warning("removing unused networks: %s", exc)
         await self._report_errors()
+
+    async def _follow_states(self) -> None:
+        """What vrrpd said before a router was built here (after an agent restart, the
+        snapshot comes before the server's state): its proxy follows its state, and the
+        server hears of a state it was not told."""
+        now = time.monotonic()
+        for router, built in self.built.items():
+            state = self.vrrp_states.get(router)
+            if built.instance is None or state is None:
+                continue
+            reported = ha_state(state)
+            if reported is not None:
+                self.reporter.observe(router, reported, now)
+                self.report_wakeup.set()
+            await self._follow_metadata(router, built, state)
+
+    async def _follow_metadata(self, router: str, built: RouterLayout, state: str) -> None:
+        try:
+            if state == "MASTER":
+                await self.builder.start_metadata(router, built.namespace)
+            elif self.builder.metadata_running(router):
+                await self.builder.stop_metadata(router)
+        except Exception as exc:  # haproxy trouble must not stop the agent's other work
+            log.error("router %s: metadata proxy: %s", router, exc)
 
     def _error(self, router: str, reason: str) -> None:
         if self.errors.get(router) != reason:
@@ -255,7 +280,7 @@ class L3Agent:
             except VrrpdError as exc:
                 log.warning("%s", exc)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, 1.0)  # vrrpd back: its routers are synced within 1 s
 
     async def _vrrpd_event(self, event: dict[str, Any]) -> None:
         now = time.monotonic()
@@ -291,17 +316,8 @@ class L3Agent:
             self.reporter.observe(router, reported, now)
             self.report_wakeup.set()
         built = self.built.get(router)
-        if built is None:
-            return
-        try:
-            if state == "MASTER":
-                await self.builder.start_metadata(router, built.namespace)
-            elif previous == "MASTER" or self.builder.metadata_running(router):
-                await self.builder.stop_metadata(router)
-        except (BuildError, OSError) as exc:
-            log.error("router %s: metadata proxy: %s", router, exc)
-        except Exception as exc:
-            log.error("router %s: metadata proxy: %s", router, exc)
+        if built is not None:
+            await self._follow_metadata(router, built, state)
 
     # Reporting ---------------------------------------------------------------------------
 
@@ -347,6 +363,7 @@ class L3Agent:
                 log.info("the server is back: legacy routers follow its state again")
                 self.fenced = False
                 self.session.request_full()
+                self.session.restart_poll()
 
     # Status ------------------------------------------------------------------------------
 

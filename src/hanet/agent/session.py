@@ -40,6 +40,7 @@ class ServerSession:
         self.reachable = False
         self.registered = asyncio.Event()
         self._last_error = ""
+        self._call: asyncio.Future[StateAnswer] | None = None
 
     def contact(self) -> None:
         self.last_contact = self.clock()
@@ -60,6 +61,12 @@ class ServerSession:
 
     def request_full(self) -> None:
         self.revision = None
+
+    def restart_poll(self) -> None:
+        """Drop the long-poll under way and ask again at once: after the management link
+        was cut, the held request may sit on a connection that no longer leads anywhere."""
+        if self._call is not None and not self._call.done():
+            self._call.cancel()
 
     async def register(self) -> str:
         backoff = Backoff()
@@ -109,8 +116,18 @@ class ServerSession:
         backoff = Backoff()
         while True:
             assert self.agent_id is not None
+            call = asyncio.ensure_future(
+                self.api.state(self.agent_id, self.agent_type, self.revision)
+            )
+            self._call = call
             try:
-                answer = await self.api.state(self.agent_id, self.agent_type, self.revision)
+                await asyncio.wait([call])
+                if call.cancelled():  # restart_poll: ask again, now
+                    continue
+                answer = call.result()
+            except asyncio.CancelledError:
+                call.cancel()
+                raise
             except Refused as exc:
                 if exc.status == NOT_FOUND:
                     await self._reregister()
