@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from hanet.agent.errors import RouterError
-from hanet.agent.nat import FloatingIp, RouterNat
+from hanet.agent.nat import FloatingIp, RouterNat, ruleset
 from hanet.agent.render import (
     EXTERNAL_PREFIX,
     HA_PREFIX,
     INTERNAL_PREFIX,
+    MAC,
+    PORT_ID,
     Node,
     Rendered,
     device_name,
@@ -31,6 +33,9 @@ from hanet.agent.render import (
 )
 
 NETWORK_TYPES = ("vxlan", "flat", "vlan")
+# What the kernel takes: a VNI is 24 bits, a VLAN id 1..4094, an MTU at least IPv4's 68.
+SEGMENTS = {"vxlan": (0, (1 << 24) - 1, "VNI"), "vlan": (1, 4094, "VLAN id")}
+MTU = (68, 65535)
 
 
 class LayoutError(RouterError):
@@ -74,33 +79,43 @@ def port_wiring(router: str, raw: Any, where: str, prefix: str, own: bool) -> Po
             raise LayoutError(router, f"{where}.{key}", f"missing or of the wrong type: {value!r}")
         return value
 
+    # The id makes the device name and the MAC is set on it: both go to the kernel.
     port_id = field("id", str)
+    if not PORT_ID.fullmatch(port_id):
+        raise LayoutError(router, f"{where}.id", f"{port_id!r} is not a port id")
+    mac = field("mac_address", str)
+    if not MAC.fullmatch(mac):
+        raise LayoutError(router, f"{where}.mac_address", f"{mac!r} is not a MAC address")
     network_type = field("network_type", str)
     if network_type not in NETWORK_TYPES:
         raise LayoutError(router, f"{where}.network_type", f"{network_type!r} is not supported")
     segmentation_id = field("segmentation_id", int, optional=True)
     physical_network = field("physical_network", str, optional=True)
-    if network_type == "vxlan" and segmentation_id is None:
-        raise LayoutError(router, f"{where}.segmentation_id", "a VXLAN network needs its VNI")
+    if network_type in SEGMENTS:
+        low, high, what = SEGMENTS[network_type]
+        if segmentation_id is None:
+            raise LayoutError(
+                router, f"{where}.segmentation_id", f"a {network_type} network needs its {what}"
+            )
+        if not low <= segmentation_id <= high:
+            raise LayoutError(router, f"{where}.segmentation_id",
+                              f"{segmentation_id} is outside {low}..{high}")  # fmt: skip
     if network_type in ("flat", "vlan") and physical_network is None:
         raise LayoutError(
             router, f"{where}.physical_network", f"a {network_type} network needs one"
         )
     mtu = field("mtu", int)
+    if not MTU[0] <= mtu <= MTU[1]:
+        raise LayoutError(router, f"{where}.mtu", f"{mtu} is outside {MTU[0]}..{MTU[1]}")
     addresses = []
     if own:
         for index, fixed in enumerate(field("fixed_ips", list)):
-            at = f"{where}.fixed_ips[{index}]"
-            try:
-                ip = ipaddress.ip_address(fixed["ip_address"])
-                network = ipaddress.ip_network(fixed["cidr"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise LayoutError(router, at, f"not an address in a subnet: {exc}") from None
+            ip, network = _fixed_ip(router, fixed, f"{where}.fixed_ips[{index}]")
             addresses.append(f"{ip}/{network.prefixlen}")
     return PortWiring(
         port_id=port_id,
         device=device_name(prefix, port_id),
-        mac=field("mac_address", str),
+        mac=mac,
         network_id=field("network_id", str),
         network_type=network_type,
         physical_network=physical_network,
@@ -110,12 +125,69 @@ def port_wiring(router: str, raw: Any, where: str, prefix: str, own: bool) -> Po
     )
 
 
+def _ip(router: str, value: Any, where: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    if not isinstance(value, str):  # ip_address(5) would be 0.0.0.5
+        raise LayoutError(router, where, f"expected an IP address, got {value!r}")
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise LayoutError(router, where, str(exc)) from None
+
+
+def _network(router: str, value: Any, where: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if not isinstance(value, str):
+        raise LayoutError(router, where, f"expected a network such as 10.0.0.0/24, got {value!r}")
+    try:
+        return ipaddress.ip_network(value)
+    except ValueError as exc:
+        raise LayoutError(router, where, str(exc)) from None
+
+
+def _items(router: str, value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise LayoutError(router, where, f"expected a list, got {type(value).__name__}")
+    return value
+
+
+def _fixed_ip(
+    router: str, fixed: Any, where: str
+) -> tuple[
+    ipaddress.IPv4Address | ipaddress.IPv6Address, ipaddress.IPv4Network | ipaddress.IPv6Network
+]:
+    """A fixed IP the agent sets itself: an address in its subnet, whose gateway (if any)
+    is of the subnet's family (as hanet.agent.render checks an HA router's)."""
+    if not isinstance(fixed, dict):
+        raise LayoutError(router, where, "expected an object")
+    ip = _ip(router, fixed.get("ip_address"), f"{where}.ip_address")
+    network = _network(router, fixed.get("cidr"), f"{where}.cidr")
+    if ip.version != network.version or ip not in network:
+        raise LayoutError(router, f"{where}.ip_address", f"{ip} is not in its subnet {network}")
+    if fixed.get("gateway_ip") is not None:
+        gateway = _ip(router, fixed["gateway_ip"], f"{where}.gateway_ip")
+        if gateway.version != network.version:
+            raise LayoutError(router, f"{where}.gateway_ip",
+                              f"{gateway} is not of {network}'s family")  # fmt: skip
+    return ip, network
+
+
 def _first_v4(port: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(address, gateway) of the port's first IPv4 fixed IP."""
+    """(address, gateway) of the port's first IPv4 fixed IP (checked by then)."""
     for fixed in port.get("fixed_ips") or []:
         if isinstance(fixed, dict) and ":" not in str(fixed.get("ip_address", ":")):
             return str(fixed["ip_address"]), fixed.get("gateway_ip")
     return None, None
+
+
+def _claim(router: str, devices: dict[str, str], wiring: PortWiring, where: str) -> PortWiring:
+    """Two ports whose ids share their first 11 characters would be one device."""
+    if wiring.device in devices:
+        raise LayoutError(
+            router, f"{where}.id", f"device {wiring.device} is also {devices[wiring.device]}'s"
+        )
+    devices[wiring.device] = where
+    return wiring
 
 
 def layout(document: Any, node: Node) -> RouterLayout | None:
@@ -125,48 +197,71 @@ def layout(document: Any, node: Node) -> RouterLayout | None:
     router = document["id"]
     if document.get("admin_state_up", True) is False:
         return None
-    ha = bool(document.get("ha"))
+    # render checked all of an HA router's document; a legacy router's is checked here, as
+    # the agent sets its addresses and routes itself.
+    ha = document.get("ha") is True
     legacy = not ha
     ports: list[PortWiring] = []
-    for index, raw in enumerate(document.get("interfaces") or []):
-        ports.append(port_wiring(router, raw, f"interfaces[{index}]", INTERNAL_PREFIX, legacy))
+    devices: dict[str, str] = {}
+    interfaces = _items(router, document.get("interfaces"), "interfaces")
+    for index, raw in enumerate(interfaces):
+        where = f"interfaces[{index}]"
+        wiring = port_wiring(router, raw, where, INTERNAL_PREFIX, legacy)
+        ports.append(_claim(router, devices, wiring, where))
     gateway = document.get("gateway")
     routes: list[dict[str, Any]] = []
     gateway_device = gateway_address = None
     if gateway is not None:
         wiring = port_wiring(router, gateway, "gateway", EXTERNAL_PREFIX, legacy)
-        ports.append(wiring)
+        ports.append(_claim(router, devices, wiring, "gateway"))
         gateway_device = wiring.device
         gateway_address, gateway_ip = _first_v4(gateway)
         if legacy and gateway_ip:
             routes.append({"to": "default", "via": gateway_ip, "dev": wiring.device})
     if ha:
-        ports.append(port_wiring(router, document.get("ha_port"), "ha_port", HA_PREFIX, True))
+        wiring = port_wiring(router, document.get("ha_port"), "ha_port", HA_PREFIX, True)
+        ports.append(_claim(router, devices, wiring, "ha_port"))
     floating = []
-    for index, raw in enumerate(document.get("floating_ips") or []):
+    for index, raw in enumerate(_items(router, document.get("floating_ips"), "floating_ips")):
         if not isinstance(raw, dict):
             raise LayoutError(router, f"floating_ips[{index}]", "expected an object")
-        floating.append(FloatingIp(str(raw.get("floating_ip_address")),
-                                   str(raw.get("fixed_ip_address"))))  # fmt: skip
+        # Checked: a missing address must not become the text "None" (the NAT checks the rest).
+        floating_ip, fixed_ip = (
+            str(_ip(router, raw.get(key), f"floating_ips[{index}].{key}"))
+            for key in ("floating_ip_address", "fixed_ip_address")
+        )
+        floating.append(FloatingIp(floating_ip, fixed_ip))
     if legacy:
-        for index, raw in enumerate(document.get("routes") or []):
+        for index, raw in enumerate(_items(router, document.get("routes"), "routes")):
+            where = f"routes[{index}]"
             if not isinstance(raw, dict):
-                raise LayoutError(router, f"routes[{index}]", "expected an object")
-            routes.append({"to": raw.get("destination"), "via": raw.get("nexthop")})
+                raise LayoutError(router, where, "expected an object")
+            destination = _network(router, raw.get("destination"), f"{where}.destination")
+            nexthop = _ip(router, raw.get("nexthop"), f"{where}.nexthop")
+            if nexthop.version != destination.version:
+                raise LayoutError(router, f"{where}.nexthop",
+                                  f"{nexthop} is not of {destination}'s family")  # fmt: skip
+            routes.append({"to": str(destination), "via": str(nexthop)})
     internal = [
         str(fixed.get("cidr"))
-        for raw in document.get("interfaces") or []
+        for raw in interfaces
         for fixed in raw.get("fixed_ips") or []
         if ":" not in str(fixed.get("cidr", ":"))
     ]
+    enable_snat = document.get("enable_snat", True)
+    if not isinstance(enable_snat, bool):
+        raise LayoutError(router, "enable_snat", f"expected true or false, got {enable_snat!r}")
     nat = RouterNat(
         router=router,
         gateway_device=gateway_device,
         gateway_address=gateway_address,
-        enable_snat=bool(document.get("enable_snat", True)),
+        enable_snat=enable_snat,
         internal_subnets=tuple(dict.fromkeys(internal)),
         floating_ips=tuple(floating),
     )
+    # The NAT's own checks (floating and fixed addresses IPv4, a gateway for floating IPs,
+    # ...) now, not when the router is half built: a NatError names the field as here.
+    ruleset(nat)
     return RouterLayout(
         router_id=router,
         namespace=namespace_name(router, node.host if node.shared_machine else None),
