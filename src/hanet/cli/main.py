@@ -94,11 +94,21 @@ def vrrp_run(config_file: Path | None, name: str, interface: str | None, vrid: i
 
 @main.command()
 @click.option("--prefix", default=None, help="Namespace prefix (default: unique per run).")
-def demo(prefix: str | None) -> None:
-    """Elect a master, crash it, and show the client's outage."""
-    from hanet.demo import run_demo
+@click.option(
+    "--vrrp-only",
+    is_flag=True,
+    help="The small demo: two VRRP routers and a client on one LAN, no cloud.",
+)
+def demo(prefix: str | None, vrrp_only: bool) -> None:
+    """A lab cloud with an HA router and two VMs; crash the active network node and show
+    the fail-over (timeline, picture, outage). Everything is removed at the end."""
+    if vrrp_only:
+        from hanet.demo import run_demo
 
-    sys.exit(run_demo(prefix))
+        sys.exit(run_demo(prefix))
+    from hanet.lab.cloud_demo import run_cloud_demo
+
+    sys.exit(run_cloud_demo(prefix))
 
 
 if __name__ == "__main__":

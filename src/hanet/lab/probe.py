@@ -95,16 +95,38 @@ def probe(target: str, interval: float) -> None:
 class Pinger:
     """Drives ``python -m hanet.lab.probe`` in a lab host."""
 
-    def __init__(self, lab: Lab, host: str, target: str, interval: float = 0.01) -> None:
+    def __init__(
+        self,
+        lab: Lab | None,
+        host: str,
+        target: str,
+        interval: float = 0.01,
+        namespace: str | None = None,
+    ) -> None:
+        """In ``lab``'s host ``host``; or, without a lab, in the network namespace
+        ``namespace`` (a lab cloud's VM or node), ``host`` naming it in messages."""
         self.lab, self.host, self.target, self.interval = lab, host, target, interval
+        self.namespace = namespace
         self.proc: subprocess.Popen[bytes] | None = None
         self.sent: list[float] = []
         self.replies: list[tuple[int, float]] = []
 
     def start(self) -> Pinger:
         argv = [sys.executable, "-m", "hanet.lab.probe", self.target, str(self.interval)]
-        self.proc = self.lab.spawn(self.host, argv, stdout=subprocess.PIPE)
+        if self.lab is not None:
+            self.proc = self.lab.spawn(self.host, argv, stdout=subprocess.PIPE)
+        else:
+            assert self.namespace is not None, "a Pinger needs a lab host or a namespace"
+            self.proc = subprocess.Popen(
+                ["ip", "netns", "exec", self.namespace, *argv], stdout=subprocess.PIPE
+            )
         return self
+
+    def kill(self) -> None:
+        """Stop without a summary (cleanup after a failure)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def stop(self) -> None:
         assert self.proc is not None
