@@ -8,6 +8,7 @@ is. A 4xx is a ``Refused`` (the server understood and said no: bad token, unknow
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +54,9 @@ class Backoff:
 
     def next_delay(self) -> float:
         self.failures += 1
-        delay = min(self.limit, self.first * 2 ** (self.failures - 1))
+        # The exponent is capped: after a thousand failures (hours of a server away) 2 ** n
+        # would no longer convert to a float (OverflowError), ending the agent's loop.
+        delay = min(self.limit, self.first * 2.0 ** min(self.failures - 1, 64))
         return float(delay * random.uniform(0.8, 1.2))
 
     def reset(self) -> None:
@@ -68,7 +71,11 @@ def _check_state(body: Any, key: str) -> StateAnswer:
         raise ServerError(f"state: revision: expected a count, got {revision!r}")
     if body.get("schema_version") != 1:
         raise ServerError(f"state: schema_version {body.get('schema_version')!r} is not 1")
-    items = body.get(key, [])
+    # Required: a full state without its list would read as "this node hosts nothing" and
+    # tear every router down.
+    if key not in body:
+        raise ServerError(f"state: {key}: missing")
+    items = body[key]
     if not isinstance(items, list):
         raise ServerError(f"state: {key}: expected a list")
     for index, item in enumerate(items):
@@ -77,10 +84,23 @@ def _check_state(body: Any, key: str) -> StateAnswer:
     removed = body.get("removed", [])
     if not isinstance(removed, list) or not all(isinstance(r, str) for r in removed):
         raise ServerError("state: removed: expected a list of ids")
-    full = body.get("full", False)
+    if "full" not in body:  # a full state read as changes would never remove a router
+        raise ServerError("state: full: missing")
+    full = body["full"]
     if not isinstance(full, bool):
         raise ServerError("state: full: expected true or false")
     return StateAnswer(revision, full, items, removed)
+
+
+def _neutron_message(text: str) -> str | None:
+    """The message of a Neutron error body (``{"NeutronError": {"message": ...}}``)."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return None
+    error = parsed.get("NeutronError") if isinstance(parsed, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return message if isinstance(message, str) else None
 
 
 class ServerApi:
@@ -113,36 +133,41 @@ class ServerApi:
             async with self._http().request(
                 method, self.url + path, data=data, timeout=limit
             ) as answer:
-                text = await answer.text()
+                raw = await answer.read()
                 status = answer.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise ServerError(f"{method} {path}: {type(exc).__name__}: {exc}") from None
-        try:
-            parsed = json.loads(text) if text else None
-        except ValueError:
-            raise ServerError(f"{method} {path}: {status}: the answer is not JSON") from None
+        text = raw.decode("utf-8", errors="replace")
+        # A 4xx is a refusal whatever its body: a proxy in front of the server answers
+        # in HTML, and a 404 must still make the agent register again.
         if 400 <= status < 500:
-            message = (
-                parsed.get("NeutronError", {}).get("message")
-                if isinstance(parsed, dict) and isinstance(parsed.get("NeutronError"), dict)
-                else None
-            )
-            raise Refused(status, f"{method} {path}: {message or text[:200]}")
+            raise Refused(status, f"{method} {path}: {_neutron_message(text) or text[:200]}")
         if status >= 300:
             raise ServerError(f"{method} {path}: {status}: {text[:200]}")
-        return parsed
+        try:
+            return json.loads(raw.decode("utf-8")) if raw else None
+        except UnicodeDecodeError:
+            raise ServerError(f"{method} {path}: {status}: the answer is not UTF-8") from None
+        except ValueError:
+            raise ServerError(f"{method} {path}: {status}: the answer is not JSON") from None
 
     async def register(
         self, host: str, agent_type: str, configurations: dict[str, Any]
     ) -> Registration:
-        body = {"agent": {"host": host, "agent_type": agent_type,
-                          "configurations": configurations}}  # fmt: skip
+        body = {"agent": {"host": host, "agent_type": agent_type, "configurations": configurations}}
         answer = await self._call("POST", "/hanet/v1/agents", body)
         agent = answer.get("agent") if isinstance(answer, dict) else None
         if not isinstance(agent, dict) or not isinstance(agent.get("id"), str):
             raise ServerError("register: the answer has no agent id")
         interval = answer.get("report_interval", 30)
-        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
+        # Not NaN or Infinity (Python's json reads both): a heartbeat never sent is an
+        # agent the server declares dead.
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, int | float)
+            or not math.isfinite(interval)
+            or interval <= 0
+        ):
             raise ServerError(f"register: report_interval {interval!r} is not a positive number")
         return Registration(agent["id"], float(interval))
 
