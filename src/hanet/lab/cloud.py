@@ -426,6 +426,14 @@ class Cloud:
             )
             raise CloudError(f"{exc}\n{logs}") from None
 
+    def logs(self, lines: int = 40) -> str:
+        """The last lines of every daemon's log, for a failed test's report."""
+        parts = []
+        for record in self.state.processes:
+            path = self.paths.log(record.node, record.role)
+            parts.append(f"--- {record.node} {record.role} ({path})\n{nodes.tail(path, lines)}")
+        return "\n".join(parts)
+
     def agent_status(self, node: str) -> dict[str, Any]:
         """The agent's status.json ({} until it wrote one)."""
         try:
