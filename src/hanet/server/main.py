@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 import sys
 from pathlib import Path
 
@@ -10,13 +12,26 @@ import click
 from aiohttp import web
 
 from hanet.server.api.app import make_app, server_options
-from hanet.server.config import ServerConfigError, load_config
+from hanet.server.config import ServerConfig, ServerConfigError, load_config
 from hanet.server.database import make_engine, upgrade
+from hanet.server.listeners import ListenerError, describe, inherited_socket, systemd_fds
 from hanet.server.testing import store_for
 
 
 @click.command()
-@click.option("--bind", help="HOST:PORT to serve on (default 127.0.0.1:9696)")
+@click.option(
+    "--bind",
+    "binds",
+    multiple=True,
+    help="HOST:PORT to serve on (default 127.0.0.1:9696); may be given again",
+)
+@click.option(
+    "--listen-fd",
+    "listen_fds",
+    multiple=True,
+    type=int,
+    help="Serve an inherited listening socket (as systemd's LISTEN_FDS); again",
+)
 @click.option("--db", help="database URL (default: sqlite:///hanet.db in this directory)")
 @click.option(
     "--config",
@@ -27,13 +42,20 @@ from hanet.server.testing import store_for
 @click.option("--auth", type=click.Choice(["noauth", "token"]), help="default noauth")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]))
 def main(
-    bind: str | None, db: str | None, config_path: Path | None, auth: str | None, log_level: str
+    binds: tuple[str, ...],
+    listen_fds: tuple[int, ...],
+    db: str | None,
+    config_path: Path | None,
+    auth: str | None,
+    log_level: str,
 ) -> None:
     """Serve the Neutron v2.0 API subset of hanet (networks, subnets, ports)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     try:
-        config = load_config(config_path, bind=bind, db=db, auth=auth)
-    except ServerConfigError as exc:
+        config = load_config(config_path, bind=binds[0] if binds else None, db=db, auth=auth)
+        extra = [load_config(None, bind=b).host_port for b in binds[1:]]
+        sockets = [inherited_socket(fd) for fd in (*listen_fds, *systemd_fds())]
+    except (ServerConfigError, ListenerError) as exc:
         sys.exit(f"hanet-server: {exc}")
     if config.auth == "noauth" and (config.tokens or config.agent_tokens):
         # Not refused: a lab or a debugging session may run an existing file with noauth.
@@ -42,14 +64,39 @@ def main(
         )
     engine = make_engine(config.db)
     upgrade(engine)
-    host, port = config.host_port
     app = make_app(store_for(engine, config), config)
-    logging.getLogger(__name__).info(
-        "hanet-server on %s, database %s",
-        config.bind,
-        engine.url.render_as_string(hide_password=True),
-    )
-    web.run_app(app, host=host, port=port, print=None, **server_options(config))
+    addresses = [] if sockets and not binds else [config.host_port, *extra]
+    log = logging.getLogger(__name__)
+    log.info("hanet-server, database %s", engine.url.render_as_string(hide_password=True))
+    asyncio.run(_serve(app, config, addresses, sockets))
+
+
+async def _serve(
+    app: web.Application,
+    config: ServerConfig,
+    addresses: list[tuple[str, int]],
+    sockets: list[socket.socket],
+) -> None:
+    """Serve every address and inherited socket until SIGTERM or SIGINT."""
+    import signal
+
+    runner = web.AppRunner(app, handle_signals=False, **server_options(config))
+    await runner.setup()
+    log = logging.getLogger(__name__)
+    for host, port in addresses:
+        await web.TCPSite(runner, host, port).start()
+        log.info("listening on %s:%s", host, port)
+    for sock in sockets:
+        await web.SockSite(runner, sock).start()
+        log.info("listening on %s (inherited)", describe(sock))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 if __name__ == "__main__":
