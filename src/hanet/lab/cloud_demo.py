@@ -182,7 +182,8 @@ def _fail_over(
         None, "upstream", floating, PROBE_INTERVAL, namespace=cloud.namespace("upstream")
     ).start()
     pingers += [out, back]
-    wait_until(lambda: _ping(cloud, "vm1", UPSTREAM), 10, "steady pings")
+    out.wait_answered()
+    back.wait_answered()
     time.sleep(1.0)  # a second of steady replies before the crash, for the picture
     crash = cloud.crash(before)
     console.print(

@@ -88,6 +88,9 @@ def probe(target: str, interval: float) -> None:
             if len(icmp) >= 8 and icmp[0] == ECHO_REPLY[family]:
                 their_ident, seq = struct.unpack("!HH", icmp[4:8])
                 if their_ident == ident:
+                    if not replies:  # the caller may wait for this before the fault
+                        sys.stderr.write("answered\n")
+                        sys.stderr.flush()
                     replies.setdefault(seq, time.time())
     json.dump({"sent": sent, "replies": sorted(replies.items())}, sys.stdout)
 
@@ -118,8 +121,20 @@ class Pinger:
         else:
             assert self.namespace is not None, "a Pinger needs a lab host or a namespace"
             self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.namespace, *argv], stdout=subprocess.PIPE
+                ["ip", "netns", "exec", self.namespace, *argv],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
+        return self
+
+    def wait_answered(self, timeout: float = 10) -> Pinger:
+        """Until the first probe was answered: a fault injected before that would not be
+        seen at all (the prober takes a moment to start)."""
+        assert self.proc is not None and self.proc.stderr is not None
+        ready, _, _ = select.select([self.proc.stderr], [], [], timeout)
+        line = self.proc.stderr.readline() if ready else b""
+        if line.strip() != b"answered":
+            raise TimeoutError(f"{self.host}: no reply from {self.target} within {timeout} s")
         return self
 
     def kill(self) -> None:
