@@ -40,6 +40,7 @@ class ServerSession:
         self.reachable = False
         self.registered = asyncio.Event()
         self._last_error = ""
+        self._full_requests = 0  # request_full calls, to tell a read asked before one
         self._call: asyncio.Future[StateAnswer] | None = None
 
     def contact(self) -> None:
@@ -60,7 +61,10 @@ class ServerSession:
             self._last_error = message
 
     def request_full(self) -> None:
+        """The next read is a full one, even if a long-poll is in flight now: its answer
+        does not count as that read."""
         self.revision = None
+        self._full_requests += 1
 
     def restart_poll(self) -> None:
         """Drop the long-poll under way and ask again at once: after the management link
@@ -116,6 +120,7 @@ class ServerSession:
         backoff = Backoff()
         while True:
             assert self.agent_id is not None
+            asked = self._full_requests
             call = asyncio.ensure_future(
                 self.api.state(self.agent_id, self.agent_type, self.revision)
             )
@@ -143,5 +148,8 @@ class ServerSession:
             backoff.reset()
             if self.revision is not None and answer.full:
                 log.info("the server sent a full state")
-            self.revision = answer.revision
+            # A full read asked for while this one was in flight (fencing lifted, the agent
+            # registered again) stays asked for: this answer came from the old request.
+            if self._full_requests == asked:
+                self.revision = answer.revision
             await self.on_state(answer)
