@@ -228,8 +228,13 @@ class Store(DhcpStore):
         acted: list[str] = []
         with self.writes.begin() as session:
             now = utcnow()
+            # A dead agent's "active" is stale, or unknowable: it takes no part (its place
+            # may be kept until it is gone, hanet.server.failover).
+            alive = Agent.heartbeat_at > now - timedelta(seconds=self.agent_down_time)
             active = session.scalars(
-                select(RouterBinding).where(RouterBinding.ha_state == "active")
+                select(RouterBinding)
+                .join(Agent, Agent.id == RouterBinding.agent_id)
+                .where(RouterBinding.ha_state == "active", alive)
             ).all()
             by_router: dict[str, list[RouterBinding]] = {}
             for binding in active:

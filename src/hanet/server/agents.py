@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
-from datetime import timedelta
+from collections.abc import Collection
 from functools import cached_property
 from typing import Any
 
 from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from hanet.server import ipam
 from hanet.server.api.errors import Conflict, not_found
+from hanet.server.failover import AGENT_GONE_TIME, Failover
 from hanet.server.l3store import HA_INTERFACE, L3_AGENT, L3Store, _admin_only, ha_port_fields
 from hanet.server.models import (
     Agent,
@@ -34,10 +35,19 @@ TOPICS = {L3_AGENT: "l3_agent", "DHCP agent": "dhcp_agent"}
 
 
 class AgentStore(L3Store):
+    # Seconds of silence after which a dead L3 agent's HA places are released (the
+    # setting of that name; hanet.server.testing.store_for sets it).
+    agent_gone_time = AGENT_GONE_TIME
+
     @cached_property
     def router_errors(self) -> RouterErrors:
         """The agents' error reports on their routers (hanet.server.router_errors)."""
         return RouterErrors(self)
+
+    @cached_property
+    def failover(self) -> Failover:
+        """Dead, gone and returning L3 agents' places (hanet.server.failover)."""
+        return Failover(self)
 
     # Agents -------------------------------------------------------------------------------
 
@@ -117,7 +127,8 @@ class AgentStore(L3Store):
             session.delete(row)
 
     def router_agents(self, ctx: Context, router_id: str) -> list[dict[str, Any]]:
-        """GET /routers/{id}/l3-agents: the hosting agents, with ha_state for HA routers."""
+        """GET /routers/{id}/l3-agents: the hosting agents, with ha_state for HA routers
+        ("unknown" for an agent that is not alive)."""
         _admin_only(ctx)
         with self.sessions() as session:
             row = self._router(session, ctx, router_id)
@@ -127,9 +138,13 @@ class AgentStore(L3Store):
                 .where(RouterBinding.router_id == row.id)
                 .order_by(RouterBinding.binding_index)
             ).all()
+            views = [(self._agent_view(agent), binding) for agent, binding in pairs]
+            # A dead agent's last report may be stale: Neutron shows "unknown" for it too.
             return [
-                {**self._agent_view(agent), **({"ha_state": binding.ha_state} if row.ha else {})}
-                for agent, binding in pairs
+                view | ({"ha_state": binding.ha_state if view["alive"] else "unknown"})
+                if row.ha
+                else view
+                for view, binding in views
             ]
 
     def agent_routers(self, ctx: Context, agent_id: str) -> list[dict[str, Any]]:
@@ -210,51 +225,14 @@ class AgentStore(L3Store):
     # Dead agents --------------------------------------------------------------------------
 
     def reschedule_dead(self) -> list[str]:
-        """Move routers off L3 agents whose heartbeat stopped: an HA router loses the dead
-        place and gets a new one (redundancy restored), a legacy router moves. One
-        transaction for all, whatever their number. Returns the dead agents handled."""
-        with self.writes.begin() as session:
-            horizon = utcnow() - timedelta(seconds=self.agent_down_time)
-            dead = session.scalars(
-                select(Agent).where(Agent.agent_type == L3_AGENT, Agent.heartbeat_at <= horizon)
-            ).all()
-            if not dead:
-                return []
-            dead_ids = [a.id for a in dead]
-            bindings = session.scalars(
-                select(RouterBinding).where(RouterBinding.agent_id.in_(dead_ids))
-            ).all()
-            if not bindings:
-                return []
-            routers = {
-                r.id: r
-                for r in session.scalars(
-                    select(Router).where(Router.id.in_({b.router_id for b in bindings}))
-                )
-            }
-            # The dead agents' HA ports, with their addresses, in one query.
-            for port in session.scalars(
-                select(Port)
-                .where(
-                    Port.device_id.in_(list(routers)),
-                    Port.device_owner == HA_INTERFACE,
-                    Port.host_id.in_([a.host for a in dead]),
-                )
-                .options(selectinload(Port.fixed_ips))
-            ):
-                session.delete(port)
-            for binding in bindings:
-                session.delete(binding)
-                self._event(
-                    session,
-                    binding.router_id,
-                    "agent_dead",
-                    binding.agent_id,
-                    "its agent stopped reporting; place released",
-                )
-            session.flush()
-            self._place_all(session, list(routers.values()), "replacement for a dead agent")
-            return dead_ids
+        """Dead L3 agents' places: legacy routers move, HA places are kept beside a
+        replacement until their agent is gone (make before break, hanet.server.failover).
+        Returns the agents acted for."""
+        return self.failover.reschedule_dead()
+
+    def trim_places(self) -> list[str]:
+        """Agents back before they were gone: their routers' extra places go."""
+        return self.failover.trim_places()
 
     def fill_places(self) -> int:
         """Routers with fewer places than they should have (created while too few agents
@@ -272,10 +250,13 @@ class AgentStore(L3Store):
                 return 0
             return self._place_all(session, routers, "agents became available")
 
-    def _place_all(self, session: Session, routers: list[Router], why: str) -> int:
+    def _place_all(
+        self, session: Session, routers: list[Router], why: str, dead: Collection[str] = ()
+    ) -> int:
         """Schedule many routers in this one transaction, in a fixed number of statements
         however many: agents, loads and places are read once, and every new row is written
-        in one flush (batched INSERTs)."""
+        in one flush (batched INSERTs). Places on ``dead`` agents (kept until they are
+        gone) do not count: such a router gets a replacement beside them."""
         agents = self._alive_l3_agents(session)
         if not agents:
             return 0
@@ -289,9 +270,11 @@ class AgentStore(L3Store):
         ha_ports: list[tuple[Router, str]] = []
         placed = 0
         for router in routers:
-            if len(bound[router.id]) >= self._places(router):
+            kept = sum(1 for b in bound[router.id] if b.agent_id in dead)
+            if len(bound[router.id]) - kept >= self._places(router):
                 continue
-            for agent_id in self._bind(session, router, bound[router.id], agents, loads):
+            chosen = self._bind(session, router, bound[router.id], agents, loads, kept)
+            for agent_id in chosen:
                 if router.ha:
                     ha_ports.append((router, hosts[agent_id]))
                 self._event(session, router.id, "scheduled", agent_id, why)

@@ -40,6 +40,9 @@ class ServerConfig:
     dhcp_agents_per_network: int = 2
     report_interval: float = 1.0
     agent_down_time: float = 3.0
+    # An L3 agent silent this long is gone: its HA routers' places (kept, beside a
+    # replacement, since agent_down_time) are released (hanet.server.failover).
+    agent_gone_time: float = 60.0
     # Seconds a connection may sit idle, take to send a request's headers, or take to send
     # its body: a client that stalls is cut off rather than holding a connection forever.
     client_timeout: float = 30.0
@@ -110,6 +113,11 @@ def check(values: dict[str, Any], where: str) -> ServerConfig:
         raise ServerConfigError(f"{where}: client_timeout must be positive")
     if config.agent_down_time <= config.report_interval:
         raise ServerConfigError(f"{where}: agent_down_time must exceed report_interval")
+    if config.agent_gone_time <= config.agent_down_time:
+        raise ServerConfigError(
+            f"{where}: agent_gone_time ({config.agent_gone_time:g}) must exceed "
+            f"agent_down_time ({config.agent_down_time:g})"
+        )
     return config
 
 

@@ -286,18 +286,21 @@ class L3Store(PortStore):
         bound: Sequence[RouterBinding],
         agents: list[Agent],
         loads: dict[str, int],
+        kept: int = 0,
     ) -> list[str]:
         """Bind the router's free places to the least-loaded of ``agents`` (``loads`` kept
-        current); returns the agents chosen. HA ports are the caller's to add."""
+        current); returns the agents chosen. HA ports are the caller's to add. ``kept``
+        of ``bound`` are dead agents' places kept until they are gone (hanet.server.failover):
+        they do not count as places, but their indexes stay taken."""
         wanted = self._places(row)
         chosen = placement.choose(
             [placement.Candidate(a.id, loads.get(a.id, 0), a.availability_zone) for a in agents],
-            wanted - len(bound),
+            wanted - (len(bound) - kept),
             exclude=[b.agent_id for b in bound],
             zones=row.availability_zone_hints,
         )
         taken = {b.binding_index for b in bound}
-        free_indexes = (i for i in range(1, wanted + 1) if i not in taken)
+        free_indexes = (i for i in range(1, wanted + kept + 1) if i not in taken)
         for agent_id, index in zip(chosen, free_indexes, strict=False):
             session.add(RouterBinding(router_id=row.id, agent_id=agent_id, binding_index=index))
             loads[agent_id] = loads.get(agent_id, 0) + 1

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     false,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -144,6 +145,9 @@ class Agent(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # When the server found the agent dead (silent for agent_down_time) and kept its HA
+    # places; None while it reports (hanet.server.failover).
+    dead_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     __table_args__ = (UniqueConstraint("agent_type", "host", name="uq_agent_type_host"),)
 
 
@@ -159,6 +163,10 @@ class RouterBinding(Base):
         ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     binding_index: Mapped[int] = mapped_column(Integer)
+    # When the place was made: of two places too many, the newer goes (hanet.server.failover).
+    placed_at: Mapped[datetime] = mapped_column(
+        DateTime, default=utcnow, server_default=func.current_timestamp()
+    )
     ha_state: Mapped[str] = mapped_column(String(16), default="standby")
     ha_state_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     # Split brain: the server told this agent to stay backup while another is active.

@@ -247,7 +247,10 @@ async def router_events(request: web.Request) -> web.Response:
 
 
 async def watch_agents(app: web.Application) -> AsyncIterator[None]:
-    """Every report_interval: routers on agents that stopped reporting get new places."""
+    """Every report_interval: routers on agents that stopped reporting get replacement
+    places (an HA router's dead place is kept until agent_gone_time, then released), agents
+    back before that lose extra places, short routers and networks get places, split
+    brains are arbitrated (hanet.server.failover, docs/server.md)."""
     config, store = app[CONFIG], app[STORE]
 
     async def loop() -> None:
@@ -255,6 +258,7 @@ async def watch_agents(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(config.report_interval)
             try:
                 dead = await in_thread(store.reschedule_dead)
+                trimmed = await in_thread(store.trim_places)
                 await in_thread(store.fill_places)
                 await in_thread(store.schedule_dhcp)
                 split = await in_thread(store.resolve_split_brain)
@@ -262,7 +266,13 @@ async def watch_agents(app: web.Application) -> AsyncIterator[None]:
                 log.exception("the agent watch failed")
                 continue
             if dead:
-                log.warning("agents %s are dead: their routers were rescheduled", dead)
+                log.warning(
+                    "L3 agents %s stopped reporting: HA places kept beside replacements until "
+                    "gone, or released; legacy routers moved (see the routers' events)",
+                    dead,
+                )
+            if trimmed:
+                log.warning("routers %s had a place too many (an agent came back)", trimmed)
             if split:
                 log.warning("split brain arbitrated on routers %s", split)
 
