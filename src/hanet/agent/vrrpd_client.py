@@ -22,6 +22,22 @@ class VrrpdRefused(VrrpdError):
     pass
 
 
+def _answer(command: Any, line: bytes) -> dict[str, Any]:
+    """vrrpd's answer line to ``command``: an object with ``ok`` true, else VrrpdError
+    (VrrpdRefused with vrrpd's message when it said no)."""
+    if not line:
+        raise VrrpdError(f"vrrpd: {command}: closed without an answer")
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        raise VrrpdError(f"vrrpd: {command}: answer is not JSON") from None
+    if not isinstance(answer, dict):
+        raise VrrpdError(f"vrrpd: {command}: answer is not an object")
+    if not answer.get("ok"):
+        raise VrrpdRefused(str(answer.get("error", "refused")))
+    return answer
+
+
 class VrrpdClient:
     def __init__(self, socket_path: Path, timeout: float = 60.0) -> None:
         self.socket_path, self.timeout = socket_path, timeout
@@ -44,15 +60,7 @@ class VrrpdClient:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
-        try:
-            answer = json.loads(line)
-        except ValueError:
-            raise VrrpdError(f"vrrpd: {message.get('command')}: answer is not JSON") from None
-        if not isinstance(answer, dict):
-            raise VrrpdError(f"vrrpd: {message.get('command')}: answer is not an object")
-        if not answer.get("ok"):
-            raise VrrpdRefused(str(answer.get("error", "refused")))
-        return answer
+        return _answer(message.get("command"), line)
 
     async def sync(self, instances: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return await self.request({"command": "sync", "instances": instances})
@@ -77,9 +85,10 @@ class VrrpdClient:
             raise VrrpdError(f"vrrpd at {self.socket_path}: {exc}") from None
         try:
             writer.write(json.dumps({"command": "subscribe", "version": VERSION}).encode() + b"\n")
-            first = json.loads(await reader.readline() or b"{}")
-            if not first.get("ok"):
-                raise VrrpdError(f"vrrpd: subscribe refused: {first.get('error')}")
+            try:
+                _answer("subscribe", await reader.readline())
+            except VrrpdRefused as exc:
+                raise VrrpdError(f"vrrpd: subscribe refused: {exc}") from None
             while True:
                 line = await reader.readline()
                 if not line:
