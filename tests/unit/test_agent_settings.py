@@ -186,6 +186,20 @@ def test_a_token_file_that_cannot_be_used_is_a_settings_error(tmp_path: Path) ->
         s.auth_token()
 
 
+def test_a_token_that_cannot_be_an_http_header_is_refused(tmp_path: Path) -> None:
+    # aiohttp refuses a header with a control character (ValueError) on every request: the
+    # agent would die at its first call rather than say so at start.
+    assert "token: holds spaces or control characters (not shown)" in refused(
+        tmp_path, token="abc\ndef"
+    )
+    assert "token: expected a non-empty string (not shown)" in refused(tmp_path, token=1234)
+    token = tmp_path / "token"
+    token.write_text("abc def\n")
+    s = load(tmp_path, yaml.safe_dump({**MINIMAL, "token_file": str(token)}))
+    with pytest.raises(SettingsError, match=r"token_file: .* holds spaces or control characters"):
+        s.auth_token()
+
+
 KEYS = [
     "host", "mode", "server_url", "token", "token_file", "run_dir", "namespace_suffix",
     "tunnel_address", "tunnel_interface", "vxlan_group", "vxlan_peers",

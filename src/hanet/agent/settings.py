@@ -18,6 +18,9 @@ MODES = ("l3", "compute")
 AGENT_TYPES = {"l3": "L3 agent", "compute": "Linux bridge agent"}
 IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 PHYSNET = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# A token goes in an HTTP header: aiohttp refuses control characters there (ValueError, on
+# every request), and the server's tokens hold no spaces.
+TOKEN = re.compile(r"^[\x21-\x7e]+$")
 
 
 class SettingsError(ValueError):
@@ -75,6 +78,9 @@ class AgentSettings:
             ) from None
         if not token:
             raise _fail("settings", "token_file", f"{self.token_file} is empty")
+        if not TOKEN.fullmatch(token):
+            raise _fail("settings", "token_file",
+                        f"{self.token_file} holds spaces or control characters")  # fmt: skip
         return token
 
 
@@ -130,8 +136,12 @@ def parse_settings(data: Any, where: str) -> AgentSettings:
             if not re.match(r"^https?://[^/\s]+/?$", text):
                 raise _fail(where, key, f"{text!r} is not http(s)://HOST[:PORT]")
             values[key] = text.rstrip("/")
-        elif key == "token":
-            values[key] = _text(where, key, value)
+        elif key == "token":  # never in a message: error output ends up in logs
+            if not isinstance(value, str) or not value:
+                raise _fail(where, key, "expected a non-empty string (not shown)")
+            if not TOKEN.fullmatch(value):
+                raise _fail(where, key, "holds spaces or control characters (not shown)")
+            values[key] = value
         elif key in ("token_file", "run_dir", "vrrpd_socket", "metadata_socket"):
             path = Path(_text(where, key, value))
             if not path.is_absolute():
