@@ -286,3 +286,53 @@ def test_a_dropped_long_poll_is_asked_again_and_loses_nothing(server: PortServer
             assert agent.session.revision == changes.revision
 
     run(go)
+
+
+class ScriptedApi:
+    """The server as a script of state answers, recording the ``since`` of each read;
+    once the script is done, reads hold for ever (a long-poll with nothing new)."""
+
+    def __init__(self, answers: list[StateAnswer]) -> None:
+        self.answers, self.asked = list(answers), []  # type: ignore[var-annotated]
+
+    async def register(self, host: str, agent_type: str, configurations: Any) -> Any:
+        from hanet.agent.server_api import Registration
+
+        return Registration("a1", 30.0)
+
+    async def state(self, agent_id: str, agent_type: str, since: int | None) -> StateAnswer:
+        self.asked.append(since)
+        if not self.answers:
+            await asyncio.Event().wait()
+        return self.answers.pop(0)
+
+
+def test_a_server_whose_changes_went_back_is_read_in_full() -> None:
+    """A server database restored from a backup numbers its changes from an older point:
+    an agent asking for changes after its own, newer, number would miss every change until
+    the numbers caught up. The agent reads everything instead."""
+    api = ScriptedApi(
+        [
+            StateAnswer(revision=500, full=True, items=[], removed=[]),
+            StateAnswer(revision=120, full=False, items=[], removed=[]),  # restored
+            StateAnswer(revision=121, full=True, items=[{"id": "r1"}], removed=[]),
+        ]
+    )
+
+    async def go() -> None:
+        got: list[StateAnswer] = []
+
+        async def on_state(answer: StateAnswer) -> None:
+            got.append(answer)
+
+        session = ServerSession(api, "net0", L3, {}, on_state)  # type: ignore[arg-type]
+        await session.register()
+        poll = asyncio.create_task(session.poll_loop())
+        try:
+            await until(lambda: len(api.asked) == 4, "the reads")
+        finally:
+            poll.cancel()
+        assert api.asked == [None, 500, None, 121]
+        assert [a.revision for a in got] == [500, 120, 121] and session.revision == 121
+
+    run(go)

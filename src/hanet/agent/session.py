@@ -120,7 +120,7 @@ class ServerSession:
         backoff = Backoff()
         while True:
             assert self.agent_id is not None
-            asked = self._full_requests
+            asked, since = self._full_requests, self.revision
             call = asyncio.ensure_future(
                 self.api.state(self.agent_id, self.agent_type, self.revision)
             )
@@ -152,4 +152,10 @@ class ServerSession:
             # registered again) stays asked for: this answer came from the old request.
             if self._full_requests == asked:
                 self.revision = answer.revision
+            if since is not None and answer.revision < since:
+                # The server's change numbers went back (its database restored from a
+                # backup): changes after ours would be missed until they caught up.
+                log.warning("the server's changes went back from %d to %d: reading all",
+                            since, answer.revision)  # fmt: skip
+                self.request_full()
             await self.on_state(answer)
