@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from hanet.lab.cloud import Cloud
 from hanet.lab.cloud_nodes import cloud_namespaces, destroy
 from hanet.lab.cloud_state import RUN_ROOT
 from hanet.lab.daemons import hanet_command, wait_until
@@ -100,7 +101,7 @@ class Up:
 
 
 @pytest.fixture(scope="module")
-def cloud() -> Iterator[Up]:
+def cloud(request: pytest.FixtureRequest) -> Iterator[Up]:
     prefix = unique_prefix()
     before = machine_network()
     try:
@@ -109,6 +110,8 @@ def cloud() -> Iterator[Up]:
         assert result.returncode == 0, result.stdout + result.stderr
         yield Up(prefix, result, before, machine_network())
     finally:
+        if request.session.testsfailed and (RUN_ROOT / prefix / "cloud.json").exists():
+            print(Cloud.load(prefix).logs())  # shown with the failure
         hanet("lab", "cloud", "down", "--prefix", prefix)
         destroy(prefix)
 

@@ -68,8 +68,15 @@ def test_server_settings_are_what_the_server_accepts(gone_time: bool) -> None:
     assert parsed.auth == "noauth" and parsed.l3_ha is True
     assert parsed.max_l3_agents_per_router == 3
     assert (parsed.report_interval, parsed.agent_down_time) == (1.0, 5.0)
-    assert parsed.bind == "10.0.0.10:9696"
     assert parsed.db == "sqlite:////run/hanet-lab/demo/server/hanet.db"
+    assert (parsed.agent_gone_time == 60.0) if gone_time else "agent_gone_time" not in settings
+
+
+def test_the_server_serves_the_inherited_socket_and_the_controllers_address() -> None:
+    assert config.server_arguments(PATHS, 7) == [
+        "--listen-fd", "7", "--bind", "10.0.0.10:9696",
+        "--config", "/run/hanet-lab/demo/server/server.yaml", "--log-level", "info",
+    ]  # fmt: skip
 
 
 def test_agent_settings_are_what_the_agent_accepts() -> None:

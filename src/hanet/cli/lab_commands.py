@@ -124,7 +124,9 @@ def cloud_up(prefix: str, network_nodes: int, compute_nodes: int, port: int) -> 
     It keeps running after this command returns; 'hanet lab cloud down' removes it.
     """
     from hanet.lab.cloud import Cloud
+    from hanet.lab.lab import clean_up_on_sigterm
 
+    clean_up_on_sigterm()  # a terminated up removes what it made, as Ctrl-C does
     console = _err()
     with _cloud_errors():
         built = Cloud(prefix, network_nodes, compute_nodes, port=port)

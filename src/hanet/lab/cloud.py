@@ -73,7 +73,7 @@ def _script(name: str, module: str) -> list[str]:
 def server_takes_listen_fd() -> bool:
     from hanet.server.main import main as server_main
 
-    return any(param.name == "listen_fd" for param in server_main.params)
+    return any("--listen-fd" in getattr(param, "opts", ()) for param in server_main.params)
 
 
 def server_knows(setting: str) -> bool:
@@ -303,17 +303,8 @@ class Cloud:
             listener.listen(128)
             self.port = listener.getsockname()[1]
             fd = listener.fileno()
-            argv = [
-                *_script("hanet-server", "hanet.server.main"),
-                "--listen-fd",
-                str(fd),
-                "--bind",
-                settings["bind"],
-                "--config",
-                str(self.paths.server_config),
-                "--log-level",
-                "info",
-            ]
+            argv = [*_script("hanet-server", "hanet.server.main"),
+                    *config.server_arguments(self.paths, fd)]  # fmt: skip
             record = self._spawn("ctl", "server", argv, pass_fds=[fd])
         self.state.endpoint = f"http://127.0.0.1:{self.port}"
         self._save()
@@ -338,6 +329,8 @@ class Cloud:
 
     def _start_metadata(self, timeout: float = 30) -> None:
         self.paths.metadata.mkdir(parents=True, exist_ok=True)
+        # A socket file left by a killed service would pass for the new one being ready.
+        self.paths.metadata_socket.unlink(missing_ok=True)
         argv = [
             sys.executable,
             "-m",

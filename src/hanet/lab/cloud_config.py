@@ -186,12 +186,19 @@ class CloudPaths:
 
 
 def server_settings(paths: CloudPaths, with_gone_time: bool) -> dict[str, Any]:
+    """server.yaml; where it listens is on the command line (server_arguments)."""
     settings = dict(SERVER_SETTINGS)
-    settings["bind"] = f"{SERVER_ADDRESS}:{SERVER_PORT}"
     settings["db"] = f"sqlite:///{paths.server_db}"
     if with_gone_time:
         settings["agent_gone_time"] = AGENT_GONE_TIME
     return settings
+
+
+def server_arguments(paths: CloudPaths, listen_fd: int) -> list[str]:
+    """hanet-server's options: the inherited socket (127.0.0.1:PORT of the machine's own
+    namespace) and the controller's address for the nodes."""
+    return ["--listen-fd", str(listen_fd), "--bind", f"{SERVER_ADDRESS}:{SERVER_PORT}",
+            "--config", str(paths.server_config), "--log-level", "info"]  # fmt: skip
 
 
 def agent_settings(paths: CloudPaths, prefix: str, node: str) -> dict[str, Any]:
