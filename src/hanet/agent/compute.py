@@ -27,11 +27,14 @@ WAIT_FOR_TAPS = 0.25  # how often a port whose tap is missing is looked at again
 
 
 class ComputeAgent:
-    def __init__(self, settings: AgentSettings, api: ServerApi, builder: RouterBuilder,
-                 metrics: AgentMetrics) -> None:  # fmt: skip
+    def __init__(
+        self, settings: AgentSettings, api: ServerApi, builder: RouterBuilder, metrics: AgentMetrics
+    ) -> None:
         self.settings, self.api, self.builder, self.metrics = settings, api, builder, metrics
-        configurations = {"tunneling_ip": settings.tunnel_address,
-                          "interface_mappings": settings.physical_interfaces}  # fmt: skip
+        configurations = {
+            "tunneling_ip": settings.tunnel_address,
+            "interface_mappings": settings.physical_interfaces,
+        }
         self.session = ServerSession(
             api, settings.host, settings.agent_type, configurations, self._on_state
         )
@@ -100,10 +103,13 @@ class ComputeAgent:
                     sum(1 for s in self.states.values() if s == state)
                 )
             self.status.write(
-                agent_id=self.session.agent_id, registered=self.session.registered.is_set(),
-                revision=self.session.revision, server_reachable=self.session.reachable,
-                ports=dict(self.states), errors=dict(self.errors),
-            )  # fmt: skip
+                agent_id=self.session.agent_id,
+                registered=self.session.registered.is_set(),
+                revision=self.session.revision,
+                server_reachable=self.session.reachable,
+                ports=dict(self.states),
+                errors=dict(self.errors),
+            )
 
     async def _plug(self, port: str, document: dict[str, Any]) -> None:
         try:

@@ -43,8 +43,14 @@ FENCED = "fenced: no contact with the server for longer than agent_down_time"
 
 
 class L3Agent:
-    def __init__(self, settings: AgentSettings, api: ServerApi, vrrpd: VrrpdClient,
-                 builder: RouterBuilder, metrics: AgentMetrics) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: AgentSettings,
+        api: ServerApi,
+        vrrpd: VrrpdClient,
+        builder: RouterBuilder,
+        metrics: AgentMetrics,
+    ) -> None:
         self.settings, self.api, self.vrrpd, self.builder = settings, api, vrrpd, builder
         self.metrics = metrics
         self.node = settings.node()
@@ -65,9 +71,13 @@ class L3Agent:
 
     def _configurations(self) -> dict[str, Any]:
         s = self.settings
-        return {"agent_mode": "legacy", "tunneling_ip": s.tunnel_address,
-                "interface_mappings": s.physical_interfaces, "ha_vrrp_advert_int": s.advert_int,
-                "vrrpd_socket": str(s.vrrpd_socket)}  # fmt: skip
+        return {
+            "agent_mode": "legacy",
+            "tunneling_ip": s.tunnel_address,
+            "interface_mappings": s.physical_interfaces,
+            "ha_vrrp_advert_int": s.advert_int,
+            "vrrpd_socket": str(s.vrrpd_socket),
+        }
 
     # Running -----------------------------------------------------------------------------
 
@@ -240,8 +250,9 @@ class L3Agent:
                 if built.forced_standby and router not in self.held:
                     await self.vrrpd.hold_backup(built.instance.name, "forced_standby")
                     self.held.add(router)
-                    log.warning("router %s: held in backup (the server's split-brain order)",
-                                router)  # fmt: skip
+                    log.warning(
+                        "router %s: held in backup (the server's split-brain order)", router
+                    )
                 elif not built.forced_standby and router in self.held:
                     await self.vrrpd.release(built.instance.name)
                     self.held.discard(router)
@@ -354,8 +365,11 @@ class L3Agent:
             silent = self.session.silent_for()
             if not self.fenced and silent > self.settings.agent_down_time:
                 legacy = {r for r, b in self.built.items() if not b.ha}
-                log.warning("no contact with the server for %.0f s: %s legacy routers", silent,
-                            f"stopping {len(legacy)}")  # fmt: skip
+                log.warning(
+                    "no contact with the server for %.0f s: %s legacy routers",
+                    silent,
+                    f"stopping {len(legacy)}",
+                )
                 self.fenced = True
                 self.session.request_full()
                 await self.converge(legacy)

@@ -21,14 +21,19 @@ log = logging.getLogger("hanet.agent")
 
 
 @click.group()
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))  # fmt: skip
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
 def main(log_level: str) -> None:
     """hanet's node agent: builds HA routers (l3) or wires instance ports (compute)."""
     logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr,
+        level=log_level.upper(),
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )  # fmt: skip
+    )
 
 
 main.add_command(cleanup_command)
@@ -58,12 +63,16 @@ def run(config_path: Path) -> None:
         settings = load_settings(config_path)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+    try:
+        token = settings.auth_token()  # read now: an unreadable token file is a clear error
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
     _raise_file_limit()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(settings))
+        asyncio.run(_run(settings, token))
 
 
-async def _run(settings: object) -> None:
+async def _run(settings: object, token: str | None) -> None:
     from hanet.agent.compute import ComputeAgent
     from hanet.agent.l3 import L3Agent
     from hanet.agent.metrics import AgentMetrics
@@ -74,7 +83,7 @@ async def _run(settings: object) -> None:
 
     assert isinstance(settings, AgentSettings)
     settings.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    api = ServerApi(settings.server_url, settings.auth_token())
+    api = ServerApi(settings.server_url, token)
     metrics = AgentMetrics()
     builder = RouterBuilder(settings)
     agent: L3Agent | ComputeAgent
@@ -88,8 +97,9 @@ async def _run(settings: object) -> None:
     assert main_task is not None
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, main_task.cancel)
-    log.info("hanet-agent %s of host %s, server %s", settings.mode, settings.host,
-             settings.server_url)  # fmt: skip
+    log.info(
+        "hanet-agent %s of host %s, server %s", settings.mode, settings.host, settings.server_url
+    )
     try:
         await agent.run()
     except asyncio.CancelledError:

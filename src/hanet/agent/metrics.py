@@ -13,17 +13,20 @@ VRRP_STATES = ("MASTER", "BACKUP", "FAULT")
 class AgentMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.routers = Gauge("hanet_agent_routers", "Routers built on this node",
-                             registry=self.registry)  # fmt: skip
+        self.routers = Gauge(
+            "hanet_agent_routers", "Routers built on this node", registry=self.registry
+        )
         self.routers_in_error = Gauge(
             "hanet_agent_routers_in_error",
             "Routers that could not be built (status ERROR)",
             registry=self.registry,
         )
         self.routers_by_state = Gauge(
-            "hanet_agent_router_vrrp_state", "HA routers on this node by VRRP state",
-            ["state"], registry=self.registry,
-        )  # fmt: skip
+            "hanet_agent_router_vrrp_state",
+            "HA routers on this node by VRRP state",
+            ["state"],
+            registry=self.registry,
+        )
         self.convergence = Histogram(
             "hanet_agent_convergence_seconds",
             "Time to converge the node after a change",
@@ -31,14 +34,19 @@ class AgentMetrics:
             registry=self.registry,
         )
         self.sync_errors = Counter(
-            "hanet_agent_sync_errors", "vrrpd sync requests refused or failed",
+            "hanet_agent_sync_errors",
+            "vrrpd sync requests refused or failed",
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.router_errors = Counter(
             "hanet_agent_router_errors", "Router builds that failed", registry=self.registry
         )
-        self.ports = Gauge("hanet_agent_ports", "Instance ports by state (compute agents)",
-                           ["state"], registry=self.registry)  # fmt: skip
+        self.ports = Gauge(
+            "hanet_agent_ports",
+            "Instance ports by state (compute agents)",
+            ["state"],
+            registry=self.registry,
+        )
 
     def set_states(self, states: dict[str, str]) -> None:
         for state in VRRP_STATES:
@@ -50,8 +58,9 @@ class AgentMetrics:
 
     async def serve(self, bind: str) -> web.AppRunner:
         async def handler(_request: web.Request) -> web.Response:
-            return web.Response(body=generate_latest(self.registry),
-                                headers={"Content-Type": CONTENT_TYPE_LATEST})  # fmt: skip
+            return web.Response(
+                body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
 
         app = web.Application()
         app.router.add_get("/metrics", handler)

@@ -62,9 +62,15 @@ class RouterBuilder:
             assert s.tunnel_address is not None and s.tunnel_interface is not None
             assert port.segmentation_id is not None
             changes = await l2.ensure_vxlan_network(
-                self.node_namespace, port.network_id, port.segmentation_id, port.mtu,
-                s.tunnel_address, s.tunnel_interface, s.vxlan_peers, s.vxlan_group,
-            )  # fmt: skip
+                self.node_namespace,
+                port.network_id,
+                port.segmentation_id,
+                port.mtu,
+                s.tunnel_address,
+                s.tunnel_interface,
+                s.vxlan_peers,
+                s.vxlan_group,
+            )
         elif port.network_type == "flat":
             interface = s.physical_interfaces.get(port.physical_network or "")
             if interface is None:
@@ -89,8 +95,9 @@ class RouterBuilder:
         for bridge in inventory.bridges.values():
             if bridge.taps or any(bridge.name == l2.bridge_name(n) for n in used):
                 continue
-            network = next((n for n in self.networks.ensured
-                            if l2.bridge_name(n) == bridge.name), None)  # fmt: skip
+            network = next(
+                (n for n in self.networks.ensured if l2.bridge_name(n) == bridge.name), None
+            )
             if network is None:
                 continue  # not one this agent made in its life: left for cleanup
             vni = self.networks.ensured[network][1]
@@ -118,10 +125,16 @@ class RouterBuilder:
                 elif port.device.startswith("qg-") and not layout.ha:
                     addresses += floating
                 changes += await router_ns.wire_port(
-                    self.node_namespace, namespace, port_id=port.port_id,
-                    network_id=port.network_id, device=port.device, mac=port.mac,
-                    mtu=port.mtu, addresses=addresses, keep=keep,
-                )  # fmt: skip
+                    self.node_namespace,
+                    namespace,
+                    port_id=port.port_id,
+                    network_id=port.network_id,
+                    device=port.device,
+                    mac=port.mac,
+                    mtu=port.mtu,
+                    addresses=addresses,
+                    keep=keep,
+                )
             devices = [p.device for p in layout.ports]
             removed = await router_ns.remove_other_devices(namespace, devices)
             changes += [f"removed {name}" for name in removed]
@@ -132,8 +145,13 @@ class RouterBuilder:
                 await self.start_metadata(router, namespace)
         except RouterError:
             raise
-        except (l2.L2Error, router_ns.RouterNamespaceError, router_nat.NatApplyError,
-                haproxy.HaproxyError, OSError) as exc:  # fmt: skip
+        except (
+            l2.L2Error,
+            router_ns.RouterNamespaceError,
+            router_nat.NatApplyError,
+            haproxy.HaproxyError,
+            OSError,
+        ) as exc:
             raise BuildError(router, "build", str(exc)) from None
         return changes
 

@@ -87,8 +87,13 @@ class ServerSession:
             self.agent_id = registration.agent_id
             self.report_interval = registration.report_interval
             self.registered.set()
-            log.info("registered as %s agent %s of host %s (report every %s s)",
-                     self.agent_type, self.agent_id, self.host, self.report_interval)  # fmt: skip
+            log.info(
+                "registered as %s agent %s of host %s (report every %s s)",
+                self.agent_type,
+                self.agent_id,
+                self.host,
+                self.report_interval,
+            )
             return self.agent_id
 
     async def _reregister(self) -> None:
