@@ -75,6 +75,8 @@ def _cloud_errors() -> Iterator[None]:
         yield
     except CloudError as exc:
         raise click.ClickException(str(exc)) from None
+    except PermissionError as exc:
+        raise click.ClickException(f"{exc} (the lab cloud needs root)") from None
 
 
 def _load_cloud(prefix: str) -> Cloud:
@@ -138,7 +140,8 @@ def cloud_up(prefix: str, network_nodes: int, compute_nodes: int, port: int) -> 
     console.print(
         f"[dim]openstack --os-auth-type none --os-endpoint {built.endpoint} network list\n"
         f"hanet lab exec NODE --prefix {prefix} -- CMD   "
-        f"(nodes: {', '.join(built.nodes)})[/dim]"
+        f"(nodes: {', '.join(built.nodes)})[/dim]",
+        soft_wrap=True,
     )
 
 

@@ -180,7 +180,10 @@ class Cloud:
             raise CloudError("hanet-server has no --listen-fd in this environment")
         if self.state.with_agents and agent_command() is None:
             raise CloudError("hanet-agent is not installed in this environment")
-        self.paths.root.mkdir(parents=True)
+        try:
+            self.paths.root.mkdir(parents=True)
+        except FileExistsError:  # another up of this prefix got there first
+            raise CloudError(f"cloud {self.prefix} exists already ({self.paths.root})") from None
         try:
             with self._locked():
                 save_state(self.paths.state, self.state)  # from here on, down knows it
