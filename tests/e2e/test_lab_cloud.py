@@ -214,8 +214,13 @@ def test_a_vm_gets_its_port_plugged_and_reaches_upstream(cloud: Up) -> None:
     # The router's metadata proxy and the cloud's metadata service know the VM.
     url = "http://169.254.169.254/openstack/latest/meta_data.json"
     fetch = f"import urllib.request as u; print(u.urlopen({url!r}, timeout=5).read().decode())"
-    answer = cloud.exec("vm1", sys.executable, "-c", fetch)
-    assert answer.returncode == 0, answer.stderr
+
+    # The proxy starts when the router's instance becomes master, maybe after the ping.
+    def metadata() -> subprocess.CompletedProcess[str] | None:
+        answer = cloud.exec("vm1", sys.executable, "-c", fetch)
+        return answer if answer.returncode == 0 else None
+
+    answer = wait_until(metadata, 30, "vm1's metadata", step=0.5)
     data = json.loads(answer.stdout)
     assert (data["name"], data["uuid"]) == ("vm1", port["device_id"])
 
