@@ -19,6 +19,18 @@ class ServerConfigError(ValueError):
     pass
 
 
+DEFAULT_BIND = "127.0.0.1:9696"
+
+
+def parse_bind(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT``) as (host, port); ValueError when it is not one."""
+    host, _, port = text.rpartition(":")
+    number = int(port)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port {number} is out of range")
+    return host.strip("[]") or "127.0.0.1", number
+
+
 @dataclass(frozen=True)
 class Token:
     project: str
@@ -27,7 +39,9 @@ class Token:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    bind: str = "127.0.0.1:9696"
+    # HOST:PORT addresses to serve on (one string or a list). None given: 127.0.0.1:9696,
+    # unless the server listens on inherited sockets (hanet.server.listeners).
+    bind: list[str] = field(default_factory=list)
     db: str = DEFAULT_URL
     auth: str = "noauth"  # or "token"
     noauth_project: str = "admin"
@@ -52,9 +66,14 @@ class ServerConfig:
     global_physnet_mtu: int = 1500
 
     @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The bind addresses as (host, port)."""
+        return [parse_bind(b) for b in self.bind]
+
+    @property
     def host_port(self) -> tuple[str, int]:
-        host, _, port = self.bind.rpartition(":")
-        return host.strip("[]") or "127.0.0.1", int(port)
+        """The first address to serve on (the default if none is set)."""
+        return parse_bind(self.bind[0] if self.bind else DEFAULT_BIND)
 
 
 def load_config(path: Path | None, **overrides: Any) -> ServerConfig:
@@ -85,6 +104,15 @@ def check(values: dict[str, Any], where: str) -> ServerConfig:
         for host, token in values["agent_tokens"].items():
             if digest_of(token) in admin:
                 raise ServerConfigError(f"{where}: agent_tokens.{host}: the same as one of tokens")
+    if isinstance(values.get("bind"), str):
+        values["bind"] = [values["bind"]]
+    if "bind" in values and (
+        not isinstance(values["bind"], list | tuple)
+        or not all(isinstance(b, str) for b in values["bind"])
+    ):
+        raise ServerConfigError(f"{where}: bind: expected HOST:PORT or a list of them")
+    if "bind" in values:
+        values["bind"] = list(values["bind"])
     if "vni_ranges" in values:
         try:
             ranges = parse_vni_ranges(values["vni_ranges"])
@@ -101,10 +129,11 @@ def check(values: dict[str, Any], where: str) -> ServerConfig:
     config = ServerConfig(**values)
     if config.auth not in ("noauth", "token"):
         raise ServerConfigError(f"{where}: auth: 'noauth' or 'token'")
-    try:
-        config.host_port  # noqa: B018 - validates the address
-    except ValueError:
-        raise ServerConfigError(f"{where}: bind: expected HOST:PORT") from None
+    for address in config.bind:
+        try:
+            parse_bind(address)
+        except ValueError:
+            raise ServerConfigError(f"{where}: bind: {address!r}: expected HOST:PORT") from None
     if config.max_l3_agents_per_router < 1 or config.dhcp_agents_per_network < 1:
         raise ServerConfigError(f"{where}: agents per router / network must be at least 1")
     if not 1280 <= config.global_physnet_mtu <= 9216:

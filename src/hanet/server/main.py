@@ -14,7 +14,7 @@ from aiohttp import web
 from hanet.server.api.app import make_app, server_options
 from hanet.server.config import ServerConfig, ServerConfigError, load_config
 from hanet.server.database import make_engine, upgrade
-from hanet.server.listeners import ListenerError, describe, inherited_socket, systemd_fds
+from hanet.server.listeners import ListenerError, describe, inherited_sockets, systemd_fds
 from hanet.server.testing import store_for
 
 
@@ -52,9 +52,10 @@ def main(
     """Serve the Neutron v2.0 API subset of hanet (networks, subnets, ports)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     try:
-        config = load_config(config_path, bind=binds[0] if binds else None, db=db, auth=auth)
-        extra = [load_config(None, bind=b).host_port for b in binds[1:]]
-        sockets = [inherited_socket(fd) for fd in (*listen_fds, *systemd_fds())]
+        config = load_config(config_path, bind=list(binds) or None, db=db, auth=auth)
+        fds = [(fd, f"--listen-fd {fd}") for fd in listen_fds]
+        fds += [(fd, f"LISTEN_FDS (fd {fd})") for fd in systemd_fds()]
+        sockets = inherited_sockets(fds)
     except (ServerConfigError, ListenerError) as exc:
         sys.exit(f"hanet-server: {exc}")
     if config.auth == "noauth" and (config.tokens or config.agent_tokens):
@@ -65,7 +66,9 @@ def main(
     engine = make_engine(config.db)
     upgrade(engine)
     app = make_app(store_for(engine, config), config)
-    addresses = [] if sockets and not binds else [config.host_port, *extra]
+    # Inherited sockets replace the default address, not addresses asked for (options or
+    # the file's bind).
+    addresses = config.addresses or ([] if sockets else [config.host_port])
     log = logging.getLogger(__name__)
     log.info("hanet-server, database %s", engine.url.render_as_string(hide_password=True))
     asyncio.run(_serve(app, config, addresses, sockets))

@@ -123,7 +123,7 @@ class ServerProcess:
         with socket.socket() as probe:  # a free port; the server binds it a moment later
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        self.config = replace(config, bind=f"127.0.0.1:{port}")
+        self.config = replace(config, bind=[f"127.0.0.1:{port}"])
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
