@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from hanet.server.client import ApiClient
 
 UPSTREAM = "203.0.113.1"
 AGENT_DOWN_TIME = 5  # the lab cloud's server setting
+AGENT = str(Path(sys.executable).parent / "hanet-agent")
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +297,71 @@ def test_a_legacy_router_moves_off_a_dead_agent_which_stops_it(
         assert moved[0] != first
     finally:
         cloud.restore_management(first)
+
+
+def restart_vrrpd(cloud: Cloud, node: str) -> None:
+    """SIGTERM to the node's vrrpd, as systemd's restart does, then start it again."""
+    from hanet.lab import cloud_nodes
+
+    with cloud._locked():
+        cloud._reload()
+        for record in cloud.state.processes_of(node, "vrrpd"):
+            cloud_nodes.stop(record)
+        cloud.state.forget_processes(node, "vrrpd")
+        cloud._start_vrrpd(node)
+    cloud._wait_vrrpd(node)
+
+
+def test_vrrpd_restart_hands_over_and_the_agent_restores_its_routers(
+    cloud: Cloud, api: ApiClient, project: dict[str, Any]
+) -> None:
+    router = project["router"]
+    wait_until(lambda: len(active_hosts(api, router)) == 1, 20, "one active node")
+    active = active_hosts(api, router)[0]
+    pinger = probe(cloud, "vm1", UPSTREAM)
+    try:
+        restart_vrrpd(cloud, active)
+        # It stopped with priority 0: another node took over at once. Back, it gets its
+        # instance from the agent (without a file or a reload) and stays backup.
+        wait_until(lambda: vrrp_instance(cloud, active, router).get("state") == "BACKUP", 15,
+                   f"{active}'s vrrpd to run the router again")  # fmt: skip
+        others = [p["host"] for p in places(api, router) if p["host"] != active and p["alive"]]
+        masters = [h for h in others if vrrp_instance(cloud, h, router).get("state") == "MASTER"]
+        assert len(masters) == 1
+        wait_until(lambda: active_hosts(api, router) == masters, 10, "the API to follow")
+    finally:
+        pinger.stop()
+    outage = pinger.outage()
+    # A graceful hand-over: the backup takes over after Skew_Time, not Master_Down_Interval.
+    assert outage is None or outage.lost < 30, outage
+
+
+def test_a_rebooted_node_rejoins_as_backup_without_a_fail_over(
+    cloud: Cloud, api: ApiClient, project: dict[str, Any]
+) -> None:
+    router = project["router"]
+    wait_until(lambda: len(active_hosts(api, router)) == 1, 20, "one active node")
+    active = active_hosts(api, router)[0]
+    standby = next(p["host"] for p in places(api, router) if p["host"] != active and p["alive"])
+    transitions = vrrp_instance(cloud, active, router)["transitions"]
+    pinger = probe(cloud, "vm1", UPSTREAM)
+    try:
+        cloud.crash(standby)
+        # A reboot: the node's router namespaces, bridges, VXLAN devices and taps are gone.
+        cleaned = subprocess.run(
+            [AGENT, "cleanup", "--host", f"{cloud.prefix}-{standby}",
+             "--namespace", cloud.namespace(standby)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert cleaned.returncode == 0, cleaned.stderr
+        cloud.recover(standby)
+        wait_until(lambda: vrrp_instance(cloud, standby, router).get("state") == "BACKUP", 30,
+                   f"{standby} to run the router again")  # fmt: skip
+    finally:
+        pinger.stop()
+    assert pinger.lost == 0
+    assert vrrp_instance(cloud, active, router)["transitions"] == transitions
+    assert active_hosts(api, router) == [active]
 
 
 def test_the_active_node_crashes_and_another_takes_over(

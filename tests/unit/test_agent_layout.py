@@ -150,7 +150,7 @@ def test_a_legacy_router_layout(cloud: Cloud) -> None:
     gateway_ip = doc["gateway"]["fixed_ips"][0]["ip_address"]
     assert gateway.addresses == (f"{gateway_ip}/24",)
     assert result.routes == (
-        {"to": "default", "via": "203.0.113.1", "dev": gateway.device},
+        {"to": "0.0.0.0/0", "via": "203.0.113.1", "dev": gateway.device},
         {"to": "192.0.2.0/24", "via": "10.1.0.9"},
     )
     fip = cloud.legacy_fip
@@ -302,3 +302,14 @@ def test_mutated_documents_give_a_layout_or_a_router_error(
         return
     if result is not None:  # what lays out can be built: its NAT renders
         ruleset(result.nat)
+
+
+def test_a_legacy_gateway_outside_its_subnet_gets_an_on_link_route_first(cloud: Cloud) -> None:
+    doc = copy.deepcopy(cloud.legacy)
+    doc["gateway"]["fixed_ips"][0]["gateway_ip"] = "198.51.100.1"
+    routes = built(doc).routes
+    device = routes[0]["dev"]
+    assert routes[:2] == (
+        {"to": "198.51.100.1/32", "dev": device, "scope": "link"},
+        {"to": "0.0.0.0/0", "via": "198.51.100.1", "dev": device},
+    )

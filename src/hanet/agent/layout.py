@@ -53,6 +53,10 @@ class PortWiring:
     segmentation_id: int | None
     mtu: int
     addresses: tuple[str, ...]  # "ip/prefixlen", for the agent to set (see the module doc)
+    # Whether IPv6 is routed on the port. Without it IPv6 is off on the device: a standby's
+    # device with the master's MAC must send nothing, and an IPv6-enabled forwarding device
+    # sends MLD reports (all-routers groups) that move the MAC to the standby on bridges.
+    ipv6: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,8 +102,9 @@ def port_wiring(router: str, raw: Any, where: str, prefix: str, own: bool) -> Po
                 router, f"{where}.segmentation_id", f"a {network_type} network needs its {what}"
             )
         if not low <= segmentation_id <= high:
-            raise LayoutError(router, f"{where}.segmentation_id",
-                              f"{segmentation_id} is outside {low}..{high}")  # fmt: skip
+            raise LayoutError(
+                router, f"{where}.segmentation_id", f"{segmentation_id} is outside {low}..{high}"
+            )
     if network_type in ("flat", "vlan") and physical_network is None:
         raise LayoutError(
             router, f"{where}.physical_network", f"a {network_type} network needs one"
@@ -112,6 +117,10 @@ def port_wiring(router: str, raw: Any, where: str, prefix: str, own: bool) -> Po
         for index, fixed in enumerate(field("fixed_ips", list)):
             ip, network = _fixed_ip(router, fixed, f"{where}.fixed_ips[{index}]")
             addresses.append(f"{ip}/{network.prefixlen}")
+    fixed_ips = raw.get("fixed_ips")
+    ipv6 = isinstance(fixed_ips, list) and any(
+        isinstance(f, dict) and ":" in str(f.get("ip_address", "")) for f in fixed_ips
+    )
     return PortWiring(
         port_id=port_id,
         device=device_name(prefix, port_id),
@@ -122,6 +131,7 @@ def port_wiring(router: str, raw: Any, where: str, prefix: str, own: bool) -> Po
         segmentation_id=segmentation_id,
         mtu=mtu,
         addresses=tuple(addresses),
+        ipv6=ipv6,
     )
 
 
@@ -167,8 +177,9 @@ def _fixed_ip(
     if fixed.get("gateway_ip") is not None:
         gateway = _ip(router, fixed["gateway_ip"], f"{where}.gateway_ip")
         if gateway.version != network.version:
-            raise LayoutError(router, f"{where}.gateway_ip",
-                              f"{gateway} is not of {network}'s family")  # fmt: skip
+            raise LayoutError(
+                router, f"{where}.gateway_ip", f"{gateway} is not of {network}'s family"
+            )
     return ip, network
 
 
@@ -178,6 +189,29 @@ def _first_v4(port: dict[str, Any]) -> tuple[str | None, str | None]:
         if isinstance(fixed, dict) and ":" not in str(fixed.get("ip_address", ":")):
             return str(fixed["ip_address"]), fixed.get("gateway_ip")
     return None, None
+
+
+def _gateway_routes(router: str, gateway: dict[str, Any], device: str) -> list[dict[str, Any]]:
+    """A legacy router's default route per family, via the first gateway subnet of that
+    family with a gateway; an on-link route to a gateway outside its subnet first (as
+    Neutron's _add_default_gw_virtual_route, and hanet.agent.render for HA routers)."""
+    routes: list[dict[str, Any]] = []
+    families: set[int] = set()
+    for index, fixed in enumerate(gateway.get("fixed_ips") or []):
+        if fixed.get("gateway_ip") is None:
+            continue
+        where = f"gateway.fixed_ips[{index}]"
+        _, network = _fixed_ip(router, fixed, where)
+        via = _ip(router, fixed["gateway_ip"], f"{where}.gateway_ip")
+        if via.version in families:
+            continue
+        families.add(via.version)
+        if via not in network:
+            routes.append({"to": f"{via}/{via.max_prefixlen}", "dev": device, "scope": "link"})
+        routes.append(
+            {"to": "0.0.0.0/0" if via.version == 4 else "::/0", "via": str(via), "dev": device}
+        )
+    return routes
 
 
 def _claim(router: str, devices: dict[str, str], wiring: PortWiring, where: str) -> PortWiring:
@@ -215,9 +249,9 @@ def layout(document: Any, node: Node) -> RouterLayout | None:
         wiring = port_wiring(router, gateway, "gateway", EXTERNAL_PREFIX, legacy)
         ports.append(_claim(router, devices, wiring, "gateway"))
         gateway_device = wiring.device
-        gateway_address, gateway_ip = _first_v4(gateway)
-        if legacy and gateway_ip:
-            routes.append({"to": "default", "via": gateway_ip, "dev": wiring.device})
+        gateway_address, _ = _first_v4(gateway)
+        if legacy:
+            routes += _gateway_routes(router, gateway, wiring.device)
     if ha:
         wiring = port_wiring(router, document.get("ha_port"), "ha_port", HA_PREFIX, True)
         ports.append(_claim(router, devices, wiring, "ha_port"))
@@ -239,8 +273,9 @@ def layout(document: Any, node: Node) -> RouterLayout | None:
             destination = _network(router, raw.get("destination"), f"{where}.destination")
             nexthop = _ip(router, raw.get("nexthop"), f"{where}.nexthop")
             if nexthop.version != destination.version:
-                raise LayoutError(router, f"{where}.nexthop",
-                                  f"{nexthop} is not of {destination}'s family")  # fmt: skip
+                raise LayoutError(
+                    router, f"{where}.nexthop", f"{nexthop} is not of {destination}'s family"
+                )
             routes.append({"to": str(destination), "via": str(nexthop)})
     internal = [
         str(fixed.get("cidr"))

@@ -354,7 +354,12 @@ class _Port:
         only: Neutron keeps them out of virtual_ipaddress because changing that and
         reloading could drop the router's default gateway."""
         result = [_excluded(f"{f.ip}/{f.network.prefixlen}", self.device) for f in self.fixed_ips]
-        if link_locals:  # Neutron's _disable_ipv6_addressing_on_interface: keepalived owns it
+        # Neutron's _disable_ipv6_addressing_on_interface: keepalived owns the link-local.
+        # Only on a port with an IPv6 subnet: adding and removing it makes the kernel send
+        # MLD reports from the router's MAC, up to a second later, and an old master's
+        # report after the new master's GARPs moves the MAC back on every bridge (a
+        # blackhole until the new master sends again; seen at vrrpd restarts in the lab).
+        if link_locals and any(f.ip.version == 6 for f in self.fixed_ips):
             result.append(_excluded(link_local(self.mac), self.device) | {"scope": "link"})
         return result
 

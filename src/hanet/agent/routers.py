@@ -134,6 +134,7 @@ class RouterBuilder:
                     mtu=port.mtu,
                     addresses=addresses,
                     keep=keep,
+                    ipv6=port.ipv6,
                 )
             devices = [p.device for p in layout.ports]
             removed = await router_ns.remove_other_devices(namespace, devices)

@@ -113,10 +113,12 @@ async def wire_port(
     mtu: int,
     addresses: Iterable[str] = (),
     keep: Callable[[str], bool] = lambda address: False,
+    ipv6: bool = True,
 ) -> list[str]:
     """The port's veth pair: ``tap`` on the network's bridge (which must exist), ``device``
     in the router's namespace with ``mac`` and ``mtu``, up, holding ``addresses``. Other
     global addresses on it are removed unless ``keep(address)`` (vrrpd's, for instance).
+    A ``qr-``/``qg-`` device gets no automatic link-local, and IPv6 only with ``ipv6``.
     Returns what changed."""
     plugged = await l2.plug_port(node_namespace, network_id, port_id, _peer_name(port_id), mtu)
     changes = list(plugged.changes)
@@ -125,8 +127,9 @@ async def wire_port(
         devices = await _devices(ipr)
         if plugged.peer_index is not None:
             if device in devices:
-                raise RouterNamespaceError(f"namespace {namespace}: device {device} exists "
-                                           f"but is not {plugged.tap}'s peer")  # fmt: skip
+                raise RouterNamespaceError(
+                    f"namespace {namespace}: device {device} exists but is not {plugged.tap}'s peer"
+                )
             node = await open_netlink(node_namespace)
             try:
                 await node.link("set", index=plugged.peer_index, net_ns_fd=namespace)
@@ -136,8 +139,10 @@ async def wire_port(
             devices = await _devices(ipr)
         msg = devices.get(device) or devices.get(plugged.peer)
         if msg is None:
-            raise RouterNamespaceError(f"namespace {namespace}: device {device}: missing, and "
-                                       f"{plugged.tap}'s peer is elsewhere")  # fmt: skip
+            raise RouterNamespaceError(
+                f"namespace {namespace}: device {device}: missing, and "
+                f"{plugged.tap}'s peer is elsewhere"
+            )
         index = msg["index"]
         wanted: dict[str, Any] = {}
         if msg.get("ifname") != device:
@@ -152,7 +157,14 @@ async def wire_port(
             await ipr.link("set", index=index, **wanted)
             changes.append(f"{device} " + " ".join(f"{k}={v}" for k, v in sorted(wanted.items())))
         if device.startswith(("qr-", "qg-")):
-            _sysctls(namespace, {f"net/ipv6/conf/{device}/addr_gen_mode": "1"})
+            # Before the device is up: a standby must send nothing from the master's MAC.
+            _sysctls(
+                namespace,
+                {
+                    f"net/ipv6/conf/{device}/addr_gen_mode": "1",
+                    f"net/ipv6/conf/{device}/disable_ipv6": "0" if ipv6 else "1",
+                },
+            )
         if not msg.get("flags", 0) & 1 or wanted:
             await ipr.link("set", index=index, state="up")
             changes.append(f"{device} up")
@@ -178,8 +190,13 @@ async def _ensure_addresses(
         iface = ipaddress.ip_interface(address)
         extra = {"flags": 0x02} if iface.version == 6 else {}  # IFA_F_NODAD
         try:
-            await ipr.addr("add", index=index, address=str(iface.ip),
-                           prefixlen=iface.network.prefixlen, **extra)  # fmt: skip
+            await ipr.addr(
+                "add",
+                index=index,
+                address=str(iface.ip),
+                prefixlen=iface.network.prefixlen,
+                **extra,
+            )
         except NetlinkError as exc:
             if exc.code != errno.EEXIST:
                 raise
@@ -217,34 +234,53 @@ async def remove_other_devices(namespace: str, keep: Iterable[str]) -> list[str]
 
 
 async def set_routes(namespace: str, routes: Iterable[dict[str, Any]]) -> list[str]:
-    """A legacy router's routes (``to``, ``via``, ``dev``?), exactly: those this module set
-    before and that are no longer wanted are removed."""
+    """A legacy router's routes (``to``, ``via``?, ``dev``?, ``scope``?), exactly, in both
+    families: those this module set before (protocol static) and no longer wanted are
+    removed. On-link routes come first in ``routes`` and are applied first."""
     changes = []
     ipr = await open_netlink(namespace)
     try:
-        wanted = {}
+        wanted: dict[str, dict[str, Any]] = {}
         for route in routes:
-            to = "0.0.0.0/0" if route["to"] == "default" else str(ipaddress.ip_network(route["to"]))
-            spec: dict[str, Any] = {"dst": to, "gateway": route["via"], "proto": STATIC}
+            destination = ipaddress.ip_network(
+                "0.0.0.0/0" if route["to"] == "default" else route["to"]
+            )
+            spec: dict[str, Any] = {
+                "dst": str(destination),
+                "proto": STATIC,
+                "family": 2 if destination.version == 4 else 10,
+            }
+            if route.get("via"):
+                spec["gateway"] = route["via"]
             if route.get("dev"):
                 spec["oif"] = (await ipr.link_lookup(ifname=route["dev"]))[0]
-            wanted[to] = spec
+            if route.get("scope") == "link":
+                spec["scope"] = 253
+            wanted[str(destination)] = spec
         have = set()
-        async for msg in await ipr.route("dump", family=2, table=254):
-            if msg.get("proto") == STATIC:
-                have.add(f"{msg.get('RTA_DST') or '0.0.0.0'}/{msg['dst_len']}")
+        for family, zero in ((2, "0.0.0.0"), (10, "::")):
+            async for msg in await ipr.route("dump", family=family, table=254):
+                if msg.get("proto") == STATIC:
+                    have.add(
+                        str(ipaddress.ip_network(f"{msg.get('RTA_DST') or zero}/{msg['dst_len']}"))
+                    )
         for to, spec in wanted.items():
             await ipr.route("replace", **spec)
             if to not in have:
-                changes.append(f"route {to} via {spec['gateway']}")
+                changes.append(
+                    f"route {to}" + (f" via {spec['gateway']}" if "gateway" in spec else "")
+                )
         for to in sorted(have - set(wanted)):
+            network = ipaddress.ip_network(to)
             try:
-                await ipr.route("del", dst=to, proto=STATIC)
+                await ipr.route(
+                    "del", dst=to, proto=STATIC, family=2 if network.version == 4 else 10
+                )
             except NetlinkError as exc:
                 if exc.code not in (errno.ESRCH, errno.ENOENT):
                     raise
             changes.append(f"removed route {to}")
-    except (NetlinkError, IndexError, ValueError) as exc:
+    except (NetlinkError, IndexError, ValueError, KeyError) as exc:
         raise RouterNamespaceError(f"namespace {namespace}: routes: {exc}") from None
     finally:
         ipr.close()

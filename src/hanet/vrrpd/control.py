@@ -196,6 +196,10 @@ class ControlServer:
                 await self._send(writer, await self._answer(request))
         except (ConnectionError, OSError) as exc:  # TimeoutError is an OSError
             log.debug("control client gone: %s", exc or type(exc).__name__)
+        except asyncio.CancelledError:
+            # The daemon is stopping. Not re-raised: asyncio's stream callback (3.11) would
+            # log a cancelled client task as an error with a traceback at every shutdown.
+            log.debug("control client closed: the daemon stops")
         finally:
             writer.close()
 
