@@ -17,6 +17,9 @@ from hanet.agent.server_api import Backoff, Refused, ServerApi, ServerError, Sta
 log = logging.getLogger(__name__)
 
 NOT_FOUND = 404
+# Retries back off to at most this: an agent is one client of its server, and a node that
+# recovers while the server is away should be back within seconds of the server.
+RETRY_LIMIT = 5.0
 
 
 class ServerSession:
@@ -73,7 +76,7 @@ class ServerSession:
             self._call.cancel()
 
     async def register(self) -> str:
-        backoff = Backoff()
+        backoff = Backoff(limit=RETRY_LIMIT)
         while True:
             try:
                 registration = await self.api.register(
@@ -122,7 +125,7 @@ class ServerSession:
     async def poll_loop(self) -> None:
         """Read the state and hand each answer to ``on_state``, for ever."""
         await self.registered.wait()
-        backoff = Backoff()
+        backoff = Backoff(limit=RETRY_LIMIT)
         while True:
             assert self.agent_id is not None
             asked, since = self._full_requests, self.revision
