@@ -64,7 +64,7 @@ class FastBackoff(Backoff):
 
     delays: list[float] = []
 
-    def __init__(self) -> None:
+    def __init__(self, **_settings: float) -> None:
         super().__init__(first=0.05, limit=0.2)
 
     def next_delay(self) -> float:
