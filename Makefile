@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := iproute2 nftables keepalived haproxy tcpdump iputils-ping procps psmisc python3 python3-venv python3-pip postgresql
+APT_PACKAGES := iproute2 nftables keepalived haproxy tcpdump iputils-ping curl procps psmisc util-linux python3 python3-venv python3-pip postgresql
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: deps apt venv test test-unit test-root demo lint bench clean
