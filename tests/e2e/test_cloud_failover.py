@@ -169,6 +169,22 @@ def test_metadata_proxy_answers_on_the_active_node_only(
         assert running == (place["host"] in active), (place["host"], status["routers"][router])
 
 
+def test_agents_serve_prometheus_metrics(
+    cloud: Cloud, api: ApiClient, project: dict[str, Any]
+) -> None:
+    """What an operator scrapes from a network node: routers by VRRP state, convergence
+    time, sync errors; and ports from a compute node."""
+    router = project["router"]
+    active = active_hosts(api, router)[0]
+    octet = int(active.removeprefix("net")) + 10
+    text = cloud.exec("ctl", ["curl", "-sf", f"http://10.0.0.{octet}:9110/metrics"]).stdout
+    assert 'hanet_agent_router_vrrp_state{state="MASTER"} 1.0' in text, text
+    assert "hanet_agent_convergence_seconds_count" in text
+    assert "hanet_agent_sync_errors_total 0.0" in text
+    compute = cloud.exec("ctl", ["curl", "-sf", "http://10.0.0.21:9110/metrics"]).stdout
+    assert 'hanet_agent_ports{state="plugged"} 1.0' in compute, compute
+
+
 def test_agent_restart_loses_no_ping(cloud: Cloud, api: ApiClient, project: dict[str, Any]) -> None:
     router = project["router"]
     active = active_hosts(api, router)[0]

@@ -201,6 +201,9 @@ def server_arguments(paths: CloudPaths, listen_fd: int) -> list[str]:
             "--config", str(paths.server_config), "--log-level", "info"]  # fmt: skip
 
 
+AGENT_METRICS_PORT = 9110
+
+
 def agent_settings(paths: CloudPaths, prefix: str, node: str) -> dict[str, Any]:
     """hanet-agent's YAML for a network node (mode l3) or a compute node (mode compute)."""
     network = node.startswith("net")
@@ -217,7 +220,8 @@ def agent_settings(paths: CloudPaths, prefix: str, node: str) -> dict[str, Any]:
         "advert_int": 0.1,
         "vrrp_version": 3,
         "agent_down_time": SERVER_SETTINGS["agent_down_time"],
-        "metrics": None,
+        # Prometheus on the node's management address, as an operator would scrape it.
+        "metrics": f"{_address(MGMT, host_octet(node)).ip}:{AGENT_METRICS_PORT}",
     }
     if network:
         settings["physical_interfaces"] = {PHYSNET: "ext"}
