@@ -29,9 +29,11 @@ table ip hanet-router {{
 \t}}
 \tchain postrouting {{
 \t\ttype nat hook postrouting priority srcnat; policy accept;
-\t\toifname != "{QG}" accept
+\t\tiifname "{QG}" accept
+\t\toifname != "{QG}" ct status & dnat == 0 accept
 \t\tip saddr 10.0.0.5 snat to 203.0.113.50
 \t\tip saddr 10.1.0.7 snat to 203.0.113.51
+\t\toifname != "{QG}" snat to 203.0.113.10
 \t\tip saddr 10.0.0.0/24 snat to 203.0.113.10
 \t\tip saddr 10.1.0.0/24 snat to 203.0.113.10
 \t}}
@@ -65,20 +67,23 @@ def test_full_router_golden() -> None:
     assert ruleset(nat()) == GOLDEN_FULL
 
 
-def test_snat_disabled_keeps_floating_ips_only() -> None:
-    text = ruleset(nat(enable_snat=False))
-    assert "snat to 203.0.113.10" not in text
-    assert "ip saddr 10.0.0.5 snat to 203.0.113.50" in text
-    assert "ip daddr 203.0.113.50 dnat to 10.0.0.5" in text
+def test_snat_disabled_keeps_floating_ips_and_hairpin() -> None:
+    # Only the subnets' SNAT goes: the hairpin belongs to the floating IPs, as in Neutron.
+    subnets = "".join(
+        f"\t\tip saddr {s} snat to 203.0.113.10\n" for s in ("10.0.0.0/24", "10.1.0.0/24")
+    )
+    assert subnets in GOLDEN_FULL
+    assert ruleset(nat(enable_snat=False)) == GOLDEN_FULL.replace(subnets, "")
 
 
 def test_no_floating_ips_only_gateway_snat() -> None:
     text = ruleset(nat(floating_ips=[]))
-    assert "dnat" not in text
-    assert text.count("snat to 203.0.113.10") == 2
+    assert "dnat to" not in text
+    assert text.count("snat to 203.0.113.10") == 3  # the hairpin and the two subnets
 
 
 def test_router_without_gateway_has_an_empty_table() -> None:
+    # No gateway, no floating IP: nothing to SNAT to, so no hairpin either.
     assert ruleset(nat(gateway_device=None, gateway_address=None, floating_ips=[])) == GOLDEN_EMPTY
 
 

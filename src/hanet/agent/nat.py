@@ -8,6 +8,13 @@ table.
 - Floating IPs, 1:1: traffic to the floating address is DNATed to the fixed address, in
   prerouting and, for what the router itself sends, output; traffic from the fixed address
   that leaves by ``qg-`` takes the floating address, not the gateway's.
+- Hairpin, as Neutron's ``-m mark ! --mark 0x2/0xffff -m conntrack --ctstate DNAT -j SNAT
+  --to-source GATEWAY``: traffic DNATed to a fixed address that did not come in by ``qg-``
+  (from a VM of the router, or from the router itself) takes the gateway address, or the
+  sender's floating address if it has one (Neutron's float-snat comes first). The target
+  VM then answers the router, which undoes the DNAT, even from the same subnet. With or
+  without ``enable_snat``, as in Neutron; a router without a gateway has no floating IP and
+  no hairpin.
 - IPv6 is routed, never translated, as in Neutron: IPv6 internal subnets are accepted and
   get no rule; floating, fixed and gateway addresses must be IPv4.
 
@@ -164,7 +171,8 @@ def ruleset(nat: RouterNat, table: str = TABLE) -> str:
     table = check_table_name(table)
     checked = _check(nat)
     lines = [f"table ip {table} {{}}", f"delete table ip {table}", f"table ip {table} {{"]
-    if checked.device is not None and checked.gateway is not None:
+    device, gateway = checked.device, checked.gateway
+    if device is not None and gateway is not None:
         lines += [
             "\tchain prerouting {",
             "\t\ttype nat hook prerouting priority dstnat; policy accept;",
@@ -177,13 +185,27 @@ def ruleset(nat: RouterNat, table: str = TABLE) -> str:
             "\t}",
             "\tchain postrouting {",
             "\t\ttype nat hook postrouting priority srcnat; policy accept;",
-            # Only what leaves by the gateway is translated: internal subnets reach each
-            # other with their own addresses.
-            f'\t\toifname != "{checked.device}" accept',
-            # Before the subnets' SNAT: the first NAT verdict wins, so a fixed address with
-            # a floating IP leaves with that, not with the gateway address.
+            # What comes in by the gateway keeps its address: upstream's connections to a
+            # floating IP reach the VM from upstream (Neutron's mark 0x2 on qg- ingress).
+            # The router's own packets have no input device (iifname ""), so they are
+            # not accepted here: they get the hairpin below like a VM's.
+            f'\t\tiifname "{device}" accept',
+            # Internal subnets reach each other with their own addresses, unless the
+            # traffic was DNATed to a floating IP's fixed address (hairpin, below).
+            # "ct status & dnat == 0", not "ct status != dnat": nft compares the latter
+            # with the whole status word, which holds other bits too (dnat-done, ...).
+            f'\t\toifname != "{device}" ct status & dnat == 0 accept',
+            # Leaving by the gateway or hairpinned: a fixed address with a floating IP
+            # takes it (the first NAT verdict wins, so before the gateway address), as
+            # Neutron's float-snat comes first.
             *(f"\t\tip saddr {fx} snat to {fl}" for fl, fx in checked.floating),
-            *(f"\t\tip saddr {s} snat to {checked.gateway}" for s in checked.snat_subnets),
+            # Hairpin: anything else reaching a floating IP from inside, or from the
+            # router itself, takes the gateway address, so the VM answers the router,
+            # which undoes the DNAT; a VM of the same subnet answered directly would see
+            # the fixed address, not the floating one it called. Neutron does it with or
+            # without SNAT (its floating IP rules).
+            f'\t\toifname != "{device}" snat to {gateway}',
+            *(f"\t\tip saddr {s} snat to {gateway}" for s in checked.snat_subnets),
             "\t}",
         ]
     lines.append("}")
