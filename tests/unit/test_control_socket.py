@@ -38,6 +38,11 @@ class FakeDaemon:
     def unsubscribe(self, subscription: Subscription) -> None:
         self.hub.unsubscribe(subscription)
 
+    masters = {"router-a"}
+
+    def announce(self, name: str) -> bool:
+        return name in self.masters
+
 
 def serve(path: Path, body: Callable[[ControlServer], Awaitable[None]], **kw: Any) -> FakeDaemon:
     target = FakeDaemon(kw.pop("limit", 1000))
@@ -253,3 +258,24 @@ def test_event_hub_counts_drops_per_subscriber() -> None:
         assert hub.status()["subscribers"] == 1
 
     asyncio.run(go())
+
+
+def test_announce_answers_whether_the_master_announced(tmp_path: Path) -> None:
+    """Version 1 only: an agent asks a master to send its GARPs again (hanet.agent.l3)."""
+    path = tmp_path / "control.sock"
+
+    async def body(server: ControlServer) -> None:
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        for name, announced in (("router-a", True), ("router-b", False)):
+            request = {"command": "announce", "name": name, "version": 1}
+            writer.write(json.dumps(request).encode() + b"\n")
+            assert await line(reader) == {"ok": True, "announced": announced}
+        writer.write(b'{"command": "announce", "name": "router-a"}\n')
+        answer = await line(reader)
+        assert answer["ok"] is False and "version" in answer["error"]
+        writer.write(b'{"command": "announce", "version": 1}\n')
+        answer = await line(reader)
+        assert answer["ok"] is False and "name" in answer["error"]
+        writer.close()
+
+    serve(path, body)

@@ -37,7 +37,9 @@ from hanet.agent.vrrpd_client import VrrpdClient, VrrpdError, VrrpdRefused
 
 log = logging.getLogger(__name__)
 
-INSTANCE_IN_ERROR = re.compile(r"instance (router-[A-Za-z0-9-]+)")
+# vrrpd names the instance it refuses: "instance router-<id>: ..." (a change it cannot
+# make) or "instances.router-<id>...: ..." (the request itself).
+INSTANCE_IN_ERROR = re.compile(r"instances?[ .](router-[A-Za-z0-9-]+)")
 SYNC_RETRIES = 20
 FENCED = "fenced: no contact with the server for longer than agent_down_time"
 
@@ -59,6 +61,7 @@ class L3Agent:
         )
         self.documents: dict[str, dict[str, Any]] = {}
         self.built: dict[str, RouterLayout] = {}  # the last layout built without error
+        self.accepted: dict[str, RouterLayout] = {}  # HA routers as vrrpd last took them
         self.errors: dict[str, str] = {}
         self.reported_errors: dict[str, str | None] = {}
         self.vrrp_states: dict[str, str] = {}  # router: MASTER/BACKUP/FAULT, from vrrpd
@@ -66,6 +69,9 @@ class L3Agent:
         self.fenced = False
         self.reporter = HaReporter(hold=settings.advert_int, interval=0.2)
         self.report_wakeup = asyncio.Event()
+        self.proxies_due: dict[str, bool] = {}  # router: whether its proxy should run
+        self.proxy_wakeup = asyncio.Event()
+        self.proxy_lock = asyncio.Lock()
         self.converging = asyncio.Lock()
         self.status = StatusFile(settings.run_dir / "status.json", settings.host, settings.mode)
 
@@ -89,6 +95,7 @@ class L3Agent:
             asyncio.create_task(self.session.poll_loop(), name="poll"),
             asyncio.create_task(self._report_loop(), name="report"),
             asyncio.create_task(self._fence_loop(), name="fence"),
+            asyncio.create_task(self._proxy_loop(), name="proxies"),
         ]
         try:
             done, _ = await asyncio.wait(
@@ -162,7 +169,9 @@ class L3Agent:
         await self._sync()
         for router, namespace in leaving.items():
             try:
-                if await self.builder.remove(router, namespace):
+                async with self.proxy_lock:
+                    removed = await self.builder.remove(router, namespace)
+                if removed:
                     log.info("router %s: removed namespace %s", router, namespace)
             except BuildError as exc:
                 self._error(router, str(exc))
@@ -170,6 +179,7 @@ class L3Agent:
             self.held.discard(router)
             self.reporter.forget(router)
         await self._holds()
+        await self._announce(routers)
         await self._follow_states()
         if leaving:
             used = {p.network_id for built in self.built.values() for p in built.ports}
@@ -178,6 +188,21 @@ class L3Agent:
             except Exception as exc:
                 log.warning("removing unused networks: %s", exc)
         await self._report_errors()
+
+    async def _announce(self, routers: set[str]) -> None:
+        """A router whose document changed and that is master here announces its addresses
+        again. The server resends a router when one of its places changes, as when it ends
+        a split brain by holding the other master in backup: if that one had been seen last
+        by hosts and bridges, this master's traffic would be lost until ARP caches expire
+        (VRRP cannot tell this master: the path between them is what broke)."""
+        for router in sorted(routers):
+            built = self.built.get(router)
+            if built is None or built.instance is None or self.vrrp_states.get(router) != "MASTER":
+                continue
+            try:
+                await self.vrrpd.announce(built.instance.name)
+            except VrrpdError as exc:
+                log.warning("router %s: announce: %s", router, exc)
 
     async def _follow_states(self) -> None:
         """What vrrpd said before a router was built here (after an agent restart, the
@@ -192,16 +217,33 @@ class L3Agent:
             if reported is not None:
                 self.reporter.observe(router, reported, now)
                 self.report_wakeup.set()
-            await self._follow_metadata(router, built, state)
+            self._follow_metadata(router, state)
 
-    async def _follow_metadata(self, router: str, built: RouterLayout, state: str) -> None:
-        try:
-            if state == "MASTER":
-                await self.builder.start_metadata(router, built.namespace)
-            elif self.builder.metadata_running(router):
-                await self.builder.stop_metadata(router)
-        except Exception as exc:  # haproxy trouble must not stop the agent's other work
-            log.error("router %s: metadata proxy: %s", router, exc)
+    def _follow_metadata(self, router: str, state: str) -> None:
+        """The proxy follows the state, in the proxy task: starting a proxy takes two
+        haproxy runs, and 1,000 take-overs must not wait for 1,000 of them to be reported."""
+        self.proxies_due[router] = state == "MASTER"
+        self.proxy_wakeup.set()
+
+    async def _proxy_loop(self) -> None:
+        while True:
+            await self.proxy_wakeup.wait()
+            self.proxy_wakeup.clear()
+            while self.proxies_due:
+                router, run = self.proxies_due.popitem()
+                # Never with a removal under way: a proxy started in a namespace being
+                # deleted would keep it alive, unseen.
+                async with self.proxy_lock:
+                    built = self.built.get(router)
+                    if built is None:
+                        continue
+                    try:
+                        if run:
+                            await self.builder.start_metadata(router, built.namespace)
+                        elif self.builder.metadata_running(router):
+                            await self.builder.stop_metadata(router)
+                    except Exception as exc:  # haproxy trouble must not stop the agent
+                        log.error("router %s: metadata proxy: %s", router, exc)
 
     def _error(self, router: str, reason: str) -> None:
         if self.errors.get(router) != reason:
@@ -228,13 +270,21 @@ class L3Agent:
                     log.error("vrrpd refused the routers: %s", exc)
                     return
                 self._error(router, f"router {router}: vrrpd: {exc}")
-                del instances[instance_name(router)]
+                name, previous = instance_name(router), self.accepted.get(router)
+                entry = previous.instance.entry if previous and previous.instance else None
+                if previous is not None and entry is not None and entry != instances[name]:
+                    # An update refused: the instance runs on as vrrpd took it last.
+                    instances[name] = entry
+                    self.built[router] = previous
+                    continue
+                del instances[name]
                 self.built.pop(router, None)
                 continue
             except VrrpdError as exc:
                 self.metrics.sync_errors.inc()
                 log.warning("%s: routers not synced, retried with the next change", exc)
                 return
+            self.accepted = {r: b for r, b in self.built.items() if b.instance is not None}
             for key in ("added", "changed", "removed"):
                 if answer.get(key):
                     log.info("vrrpd %s: %s", key, ", ".join(answer[key]))
@@ -326,9 +376,8 @@ class L3Agent:
         if reported is not None and router in self.documents:
             self.reporter.observe(router, reported, now)
             self.report_wakeup.set()
-        built = self.built.get(router)
-        if built is not None:
-            await self._follow_metadata(router, built, state)
+        if router in self.built:
+            self._follow_metadata(router, state)
 
     # Reporting ---------------------------------------------------------------------------
 

@@ -71,6 +71,10 @@ class VrrpdClient:
     async def release(self, name: str) -> None:
         await self.request({"command": "release", "name": name})
 
+    async def announce(self, name: str) -> bool:
+        answer = await self.request({"command": "announce", "name": name})
+        return bool(answer.get("announced"))
+
     async def status(self) -> dict[str, Any]:
         return await self.request({"command": "status"})
 

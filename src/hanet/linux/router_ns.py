@@ -39,6 +39,9 @@ ROUTER_SYSCTLS = {
     # learning those MACs from the master only. vrrpd puts the link-locals on the master.
     "net/ipv6/conf/default/addr_gen_mode": "1",
     "net/ipv4/conf/all/arp_ignore": "1",
+    # Hairpinned traffic goes back out the port it came in by: no ICMP redirects for it.
+    "net/ipv4/conf/all/send_redirects": "0",
+    "net/ipv4/conf/default/send_redirects": "0",
 }
 
 

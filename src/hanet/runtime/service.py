@@ -176,6 +176,14 @@ class VrrpService:
         event = HoldBackup(held, reason)
         self._apply(instance, instance.machine.handle(event, self.loop.time()))
 
+    def announce(self, name: str) -> bool:
+        """Send a master's gratuitous ARPs / unsolicited NAs again, as at take-over."""
+        instance = self.instances[name]
+        if instance.machine.state is not State.MASTER or not instance.has_addresses:
+            return False
+        self._announce(instance, instance.config.garp_repeat)
+        return True
+
     def set_fault(self, name: str, faulty: bool, reason: str) -> None:
         instance = self.instances[name]
         assert self.loop is not None

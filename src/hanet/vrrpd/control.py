@@ -9,7 +9,8 @@ Requests (``{"command": ..., "version": 1}``; schema.py has what each may say):
 - ``sync`` with ``instances``: the complete set of run-time instances, applied as one
   difference, all or nothing;
 - ``hold_backup`` with ``name`` (and ``reason``), ``release`` with ``name``: a sticky hold
-  in BACKUP (hanet.vrrp.HoldBackup).
+  in BACKUP (hanet.vrrp.HoldBackup);
+- ``announce`` with ``name``: a master sends its gratuitous ARPs / unsolicited NAs again.
 A request without ``version`` is version 0: the original five, with the keys of hanet's
 instance files. Every answer has ``ok``; a refused request has ``error`` saying where and
 why. A bad request never affects the daemon or its other clients. The socket is 0600: only
@@ -52,6 +53,7 @@ class Controlled(Protocol):
     async def remove_instance(self, name: str) -> None: ...
     async def sync_instances(self, instances: dict[str, InstanceSpec]) -> dict[str, Any]: ...
     def hold(self, name: str, held: bool, reason: str) -> None: ...
+    def announce(self, name: str) -> bool: ...
     def subscribe(self, snapshots: bool = False) -> Subscription: ...
     def unsubscribe(self, subscription: Subscription) -> None: ...
 
@@ -234,6 +236,8 @@ class ControlServer:
             await self.target.change_instance(name, request.instance)
         elif command in ("hold_backup", "release"):
             self.target.hold(name, command == "hold_backup", request.reason)
+        elif command == "announce":
+            return {"ok": True, "announced": self.target.announce(name)}
         return {"ok": True}
 
     async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

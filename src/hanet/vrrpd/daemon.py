@@ -296,6 +296,15 @@ class Vrrpd:
             log.info("%s: hold released", name)
         self.service.hold(name, held, reason)
 
+    def announce(self, name: str) -> bool:
+        """A master announces its addresses again (an agent asks after the server ended a
+        split brain that VRRP itself could not see). False: not a master, nothing sent."""
+        self._ready()
+        assert self.service is not None
+        if name not in self.service.instances:
+            raise RequestError(f"no instance {name}")
+        return self.service.announce(name)
+
     def _forget_holds(self) -> None:
         assert self.service is not None
         for name in set(self.service.holds) - set(self.service.instances):

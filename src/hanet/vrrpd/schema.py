@@ -42,7 +42,7 @@ NETNS = re.compile(r"^[A-Za-z0-9_.@+-]{1,255}$")
 IFNAME = re.compile(r"^[^\s/:]{1,15}$")  # the kernel's IFNAMSIZ, and what it refuses
 
 V0_COMMANDS = ("status", "subscribe", "add", "change", "remove")
-COMMANDS = (*V0_COMMANDS, "sync", "hold_backup", "release")
+COMMANDS = (*V0_COMMANDS, "sync", "hold_backup", "release", "announce")
 REQUEST_KEYS: dict[str, tuple[set[str], set[str]]] = {  # command: (required, optional)
     "status": (set(), set()),
     "subscribe": (set(), set()),
@@ -52,6 +52,7 @@ REQUEST_KEYS: dict[str, tuple[set[str], set[str]]] = {  # command: (required, op
     "sync": ({"instances"}, set()),
     "hold_backup": ({"name"}, {"reason"}),
     "release": ({"name"}, set()),
+    "announce": ({"name"}, set()),
 }
 
 
