@@ -10,9 +10,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hanet.agent.render import HOST, AgentConfig, Node
+from hanet.yaml_file import read_yaml
 
 MODES = ("l3", "compute")
 AGENT_TYPES = {"l3": "L3 agent", "compute": "Linux bridge agent"}
@@ -218,16 +217,4 @@ def _check_whole(settings: AgentSettings, where: str) -> None:
 
 
 def load_settings(path: Path) -> AgentSettings:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise SettingsError(f"{path}: cannot read: not UTF-8 (byte {exc.start})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise SettingsError(f"{at}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    return parse_settings(data, str(path))
+    return parse_settings(read_yaml(path, SettingsError), str(path))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from hanet.yaml_file import read_yaml
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 IFNAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$")
@@ -139,17 +139,7 @@ def parse_topology(data: Any, source: str) -> Topology:
 
 def load_topology(path: str | Path) -> Topology:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise LabFileError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise LabFileError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    return parse_topology(data, str(path))
+    return parse_topology(read_yaml(path, LabFileError), str(path))
 
 
 def lan_topology(routers: int = 2, clients: int = 1, prefix: str | None = None) -> Topology:
