@@ -10,6 +10,7 @@ tests run in file order; the crash comes last.
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -163,10 +164,15 @@ def test_metadata_proxy_answers_on_the_active_node_only(
     )  # fmt: skip
     assert answer == project["vm1"].device_id
     active = active_hosts(api, router)
-    for place in places(api, router):
-        status = json.loads(cloud.paths.agent_status(place["host"]).read_text())
-        running = status["routers"][router]["metadata_proxy"]
-        assert running == (place["host"] in active), (place["host"], status["routers"][router])
+
+    def proxies_follow_states() -> bool:
+        for place in places(api, router):
+            status = json.loads(cloud.paths.agent_status(place["host"]).read_text())
+            if status["routers"][router]["metadata_proxy"] != (place["host"] in active):
+                return False
+        return True
+
+    wait_until(proxies_follow_states, 10, "each node's status: a proxy on the active one only")
 
 
 def test_agents_serve_prometheus_metrics(
@@ -361,8 +367,9 @@ def test_a_rebooted_node_rejoins_as_backup_without_a_fail_over(
     standby = next(p["host"] for p in places(api, router) if p["host"] != active and p["alive"])
     transitions = vrrp_instance(cloud, active, router)["transitions"]
     pinger = probe(cloud, "vm1", UPSTREAM)
+    moments = {"start": time.time()}
     try:
-        cloud.crash(standby)
+        moments["crash"] = cloud.crash(standby).at
         # A reboot: the node's router namespaces, bridges, VXLAN devices and taps are gone.
         cleaned = subprocess.run(
             [AGENT, "cleanup", "--host", f"{cloud.prefix}-{standby}",
@@ -370,12 +377,18 @@ def test_a_rebooted_node_rejoins_as_backup_without_a_fail_over(
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert cleaned.returncode == 0, cleaned.stderr
+        moments["cleaned"] = time.time()
         cloud.recover(standby)
+        moments["recovered"] = time.time()
         wait_until(lambda: vrrp_instance(cloud, standby, router).get("state") == "BACKUP", 30,
                    f"{standby} to run the router again")  # fmt: skip
     finally:
         pinger.stop()
-    assert pinger.lost == 0
+    replies = pinger.replies
+    gaps = [(round(a[1] - moments["crash"], 3), b[0] - a[0] - 1)
+            for a, b in itertools.pairwise(replies) if b[0] - a[0] > 1]  # fmt: skip
+    assert pinger.lost == 0, (gaps, {k: round(v - moments["crash"], 3) for k, v in moments.items()},
+                              active, standby, diagnose(cloud, api, router))  # fmt: skip
     assert vrrp_instance(cloud, active, router)["transitions"] == transitions
     assert active_hosts(api, router) == [active]
 

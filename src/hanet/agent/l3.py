@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 # make) or "instances.router-<id>...: ..." (the request itself).
 INSTANCE_IN_ERROR = re.compile(r"instances?[ .](router-[A-Za-z0-9-]+)")
 SYNC_RETRIES = 20
+STATUS_EVERY = 0.2
 FENCED = "fenced: no contact with the server for longer than agent_down_time"
 
 
@@ -72,6 +73,7 @@ class L3Agent:
         self.proxies_due: dict[str, bool] = {}  # router: whether its proxy should run
         self.proxy_wakeup = asyncio.Event()
         self.proxy_lock = asyncio.Lock()
+        self.status_due = asyncio.Event()
         self.converging = asyncio.Lock()
         self.status = StatusFile(settings.run_dir / "status.json", settings.host, settings.mode)
 
@@ -96,6 +98,7 @@ class L3Agent:
             asyncio.create_task(self._report_loop(), name="report"),
             asyncio.create_task(self._fence_loop(), name="fence"),
             asyncio.create_task(self._proxy_loop(), name="proxies"),
+            asyncio.create_task(self._status_loop(), name="status"),
         ]
         try:
             done, _ = await asyncio.wait(
@@ -131,7 +134,7 @@ class L3Agent:
             started = time.monotonic()
             await self._converge(routers)
             self.metrics.convergence.observe(time.monotonic() - started)
-            self._write_status()
+            self._write_status()  # at once: the file shows what a converge did
 
     async def _converge(self, routers: set[str]) -> None:
         leaving: dict[str, str] = {}
@@ -244,6 +247,7 @@ class L3Agent:
                             await self.builder.stop_metadata(router)
                     except Exception as exc:  # haproxy trouble must not stop the agent
                         log.error("router %s: metadata proxy: %s", router, exc)
+                    self.status_due.set()
 
     def _error(self, router: str, reason: str) -> None:
         if self.errors.get(router) != reason:
@@ -371,6 +375,7 @@ class L3Agent:
         self.vrrp_states[router] = state
         if state == previous:
             return
+        self.status_due.set()
         self.metrics.set_states(self.vrrp_states)
         reported = ha_state(state)
         if reported is not None and router in self.documents:
@@ -394,7 +399,7 @@ class L3Agent:
                     log.warning("cannot report HA states: %s", exc)
                     self.reporter.failed(report)
                     await asyncio.sleep(1.0)
-                self._write_status()
+                self.status_due.set()
                 continue
             due = self.reporter.next_due(time.monotonic())
             self.report_wakeup.clear()
@@ -429,6 +434,15 @@ class L3Agent:
                 self.session.restart_poll()
 
     # Status ------------------------------------------------------------------------------
+
+    async def _status_loop(self) -> None:
+        """The status file follows converges, vrrpd's events and the proxies, rewritten at
+        most every STATUS_EVERY: 1,000 take-overs are a few writes, not 1,000."""
+        while True:
+            await self.status_due.wait()
+            self.status_due.clear()
+            self._write_status()
+            await asyncio.sleep(STATUS_EVERY)
 
     def _write_status(self) -> None:
         routers = {}
