@@ -49,6 +49,7 @@ bench: deps
 	$(BIN)/python -m bench.namespaces --out docs/BENCHMARKS.md
 	$(BIN)/python -m bench.wakeup --out docs/BENCHMARKS.md
 	$(BIN)/python -m bench.server --out docs/BENCHMARKS.md
+	$(BIN)/python -m bench.cloud --out docs/BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
