@@ -32,6 +32,7 @@ from hanet.lab.cloud_state import (
     start_time,
 )
 from hanet.lab.lab import HOST_SYSCTLS, NETNS_DIR
+from hanet.lab.lab import create_namespace as add_namespace
 from hanet.linux.netns import inside
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,7 @@ def remove_namespaces(names: Iterable[str]) -> list[str]:
 
 def create_namespace(name: str) -> None:
     """A fresh host: lo up, the lab's sysctls (as hanet.lab.lab.Lab sets them)."""
-    netns.create(name)
+    add_namespace(name)
     with inside(name):
         for key, value in HOST_SYSCTLS.items():
             Path("/proc/sys", key).write_text(value)

@@ -48,6 +48,16 @@ class Port:
     segment: str
 
 
+def create_namespace(name: str) -> None:
+    """``ip netns add``: pyroute2's netns.create forks a helper and gives up when it does not
+    answer within its timeout, which a loaded machine made happen (a CI run beside a
+    benchmark)."""
+    result = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    if result.returncode != 0:
+        raise OSError(f"ip netns add {name}: {result.stderr.strip()}")
+
+
 def namespaces_with_prefix(prefix: str) -> list[str]:
     if not NETNS_DIR.is_dir():
         return []
@@ -109,7 +119,7 @@ class Lab:
 
     def _build(self) -> None:
         for host in [SWITCH, *self.topology.hosts]:
-            netns.create(self.ns(host))
+            create_namespace(self.ns(host))
             with inside(self.ns(host)):
                 for key, value in HOST_SYSCTLS.items():
                     Path("/proc/sys", key).write_text(value)
