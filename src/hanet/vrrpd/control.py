@@ -37,7 +37,9 @@ from hanet.vrrpd.schema import InstanceSpec, Request, SchemaError, parse_request
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST = 1 << 20
+# A node's whole set of routers is one sync request: about 600 bytes an HA router, so
+# 10,000 routers fit; only root may connect (0600), and a longer line is refused.
+MAX_REQUEST = 16 << 20
 IDLE_TIMEOUT = 60.0
 BACKLOG = 1024  # an agent may open many connections at once; asyncio's default is 100
 
@@ -178,7 +180,8 @@ class ControlServer:
                 try:
                     line = await asyncio.wait_for(reader.readline(), self.idle_timeout)
                 except (ValueError, asyncio.LimitOverrunError):
-                    await self._send(writer, {"ok": False, "error": "request longer than 1 MiB"})
+                    error = f"request longer than {MAX_REQUEST >> 20} MiB"
+                    await self._send(writer, {"ok": False, "error": error})
                     return
                 except TimeoutError:
                     log.debug("control client idle for %g s: closed", self.idle_timeout)
