@@ -6,9 +6,9 @@
 
 Everything goes through the API an operator uses, against hanet.lab.cloud's clouds:
 
-- a small cloud (3 network nodes, 1 compute node): one HA router, vm1 pinging upstream every
-  10 ms; the router's active node is crashed ``--trials`` times (kill -9 of everything on it
-  and its links cut, at a random point of the advert cycle) and recovered in between;
+- ``--trials`` small clouds (3 network nodes, 1 compute node), one after the other: one HA
+  router, vm1 pinging upstream every 10 ms; the router's active node is crashed (kill -9 of
+  everything on it and its links cut, at a random point of the advert cycle);
 - a big cloud (4 network nodes, 1 compute node): ``--routers`` HA routers, each with a
   gateway on 'public' and one interface on a tenant network of its own, one router to a
   project (a project's HA routers share one HA network: one VRRP segment, where every
@@ -59,13 +59,19 @@ def _outage_row(f: dict[str, Any], errors: dict[str, str]) -> str:
         return f"not measured ({errors.get('small cloud', 'the small cloud did not run')})"
     ms = [c["outage_ms"] for c in crashes]
     took = [c["took_over_s"] * 1000 for c in crashes if c.get("took_over_s") is not None]
-    took_text = (
-        f"; VRRP take-over {min(took):.0f}-{max(took):.0f} ms after the crash" if took else ""
-    )
-    return (
-        f"**{statistics.median(ms):.0f} ms** ({min(ms)}-{max(ms)}; "
-        f"{', '.join(str(m) for m in ms)}){took_text}"
-    )
+    text = f"**{statistics.median(ms):.0f} ms** ({min(ms)}-{max(ms)}; {', '.join(map(str, ms))})"
+    if took:
+        text += f"; VRRP take-over {min(took):.0f}-{max(took):.0f} ms after the crash"
+    moved = sum(1 for c in crashes if c.get("master_when_dead") not in (None, c["new_master"]))
+    if moved:
+        text += (
+            f"; in {moved} of {len(crashes)} the router moved again before the server "
+            "declared the node dead"
+        )
+    held = sum(1 for c in crashes if c.get("held_before"))
+    if held:
+        text += f"; in {held} a backup was held in standby by the server when the node crashed"
+    return text
 
 
 def _usage_rows(label: str, usages: list[NodeUsage] | None) -> list[str]:
@@ -81,6 +87,10 @@ def _usage_rows(label: str, usages: list[NodeUsage] | None) -> list[str]:
 
 def _spread(value: Spread | None, unit: str = "s") -> str:
     return "none seen" if value is None else value.text(unit)
+
+
+def _load(f: dict[str, Any]) -> str:
+    return " and ".join(f"{value:.1f}" for value in f.get("load", [])) or "not read"
 
 
 def _missing(results: Results) -> str:
@@ -119,7 +129,8 @@ def render(results: Results, args: argparse.Namespace, command: str) -> str:
         f"Command: `{command}`. Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on "
         f"{os.cpu_count()} cores, Linux {platform.release()}; the whole cloud (hanet-server, "
         "the nodes' vrrpd and hanet-agent, the VMs) shares them. VRRPv3 at 0.1 s (the lab "
-        "cloud's default) unless said otherwise; agent_down_time 5 s.",
+        "cloud's default) unless said otherwise; agent_down_time 5 s. Load average of the "
+        f"machine (1 min) at the start and end of the run: {_load(f)}.",
         "",
         "Routers: HA, a gateway on `public` and one interface on a tenant network and /24 of "
         f"their own, {sharing}; made through the API by 8 clients at once (the networks and "
@@ -130,7 +141,8 @@ def render(results: Results, args: argparse.Namespace, command: str) -> str:
         "|---|---|---|---|",
         f"| client outage after the active network node crashes, median of {args.trials} "
         "| 1 router, 3 network nodes; crash = kill -9 of all on the node and its links cut, "
-        f"at a random point of the advert cycle | {_outage_row(f, results.errors)} "
+        "at a random point of the advert cycle; a fresh cloud for each; vm1 probed until the "
+        f"server has declared the node's agent dead | {_outage_row(f, results.errors)} "
         "| ≤ 400 ms |",
     ]
     setup = f"{n} routers on net1-net3"
@@ -232,7 +244,7 @@ def _many_row(f: dict[str, Any], n: int, missing: str) -> str:
         return f"{what} | {missing} | recorded |"
     text = f"requests {f['create_requests_s']:.1f} s"
     if "create_active" in f:
-        text += f"; active in the API: {_spread(f['create_active'])}"
+        text += f"; active in the API (±5 s): {_spread(f['create_active'])}"
         if f.get("create_active_missing"):
             text += f" (**{f['create_active_missing']} never**)"
     built = f.get("create_built_s") or {}
@@ -286,6 +298,7 @@ def main() -> None:
         sys.exit("--routers and --per-project: at least 1")
     clean_up_on_sigterm()
     results = Results(args.routers)
+    results.figures["load"] = [os.getloadavg()[0]]
     started = time.monotonic()
     try:
         if not args.skip_small:
@@ -306,6 +319,7 @@ def main() -> None:
         except Exception as exc:
             log(f"big cloud stopped: {exc}")
     finally:
+        results.figures["load"].append(os.getloadavg()[0])
         RAW.parent.mkdir(parents=True, exist_ok=True)
         RAW.write_text(json.dumps(asdict(results), default=_json, indent=1))
         log(f"raw figures in {RAW}; {time.monotonic() - started:.0f} s in all")

@@ -32,7 +32,6 @@ from bench.cloud_steps import (
     make_routers,
     make_subnets,
     masters,
-    places,
     public_network,
     set_advert_int,
     three_alive,
@@ -116,53 +115,74 @@ def master_of(cloud: Cloud, nodes: list[str], router: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def crash_trial(cloud: Cloud, api: ApiClient, router: str) -> dict[str, Any]:
+def steady_master(cloud: Cloud, nodes: list[str], router: str) -> tuple[str, int] | None:
+    """The one node where vrrpd has the router MASTER, once some other node is its BACKUP
+    and not held there (a held backup cannot take over: a crash with only held backups
+    would measure the hold, not VRRP); and how many nodes hold it."""
+    instances = {n: vrrp_instances(cloud, n).get(router, {}) for n in nodes}
+    found = [n for n, i in instances.items() if i.get("state") == "MASTER"]
+    free = [n for n, i in instances.items() if i.get("state") == "BACKUP" and not i.get("held")]
+    if len(found) != 1 or not free:
+        return None
+    return found[0], sum(1 for i in instances.values() if i.get("held"))
+
+
+def agent_dead(cloud: Cloud, node: str) -> bool:
+    return not any(a["host"] == node and a.get("alive") for a in cloud.agents())
+
+
+def crash_trial(cloud: Cloud, router: str) -> dict[str, Any]:
     """Crash the router's active node at a random point of the advert cycle; the client's
-    longest silence; then the node recovered and the router on it again."""
+    longest silence until the server has declared the node's agent dead (what the server
+    does meanwhile may move the router again)."""
     nodes = cloud.network_nodes
-    active = wait_until(lambda: master_of(cloud, nodes, router), 30, "one master")
+    active, held = wait_until(lambda: steady_master(cloud, nodes, router), 60, "a free backup")
     probe = pinger(cloud).start().wait_answered()
     try:
         time.sleep(0.3 + random.uniform(0, FAST))
         crash = cloud.crash(active)
         others = [n for n in nodes if n != active]
-        after = wait_until(lambda: master_of(cloud, others, router), 15, "a new master", 0.05)
-        time.sleep(1.0)  # replies after the take-over close the outage
+        after = wait_until(lambda: master_of(cloud, others, router), 30, "a new master", 0.05)
+        since = vrrp_instances(cloud, after)[router].get("master_since")
+        wait_until(lambda: agent_dead(cloud, active), 30, f"{active}'s agent declared dead", 0.5)
+        time.sleep(1.0)  # replies after the last move close the outage
     finally:
         probe.stop()
-    since = vrrp_instances(cloud, after)[router].get("master_since")
     outage = probe.outage()
-    started = time.time()
-    cloud.recover(active, timeout=120)
-    wait_until(lambda: agent_ready(cloud, active, [router], started), 120, f"{active} back")
-    wait_until(lambda: three_alive(places(api, router)), 60, "three live places")
     return {
         "crashed": active,
+        "held_before": held,
         "new_master": after,
+        "master_when_dead": master_of(cloud, others, router),
         "outage_ms": outage.ms if outage else 0,
-        "lost": outage.lost if outage else 0,
+        "lost": probe.lost,
         "took_over_s": since - crash.at if since else None,
     }
 
 
 def small_cloud(results: Results, trials: int, logs: Path) -> None:
-    cloud = Cloud(unique_prefix(), network_nodes=3, compute_nodes=1)
-    try:
-        log(f"small cloud {cloud.prefix}: 3 network nodes, 1 compute node")
-        cloud.up(progress=lambda step: log(f"  {step}"))
-        api = cloud.client()
-        subnet = probe_network(cloud, api)
-        one = create_and_ping(cloud, api, public_network(api), subnet)
-        results.figures["create_one_empty"] = one
-        log(f"one router, empty cloud: {one}")
-        outages = []
-        for n in range(trials):
-            outages.append(crash_trial(cloud, api, one["router"]))
+    """Each crash on a fresh cloud, as bench.failover's trials: the server's split-brain
+    arbitration can leave a backup held in standby after a crash (see the docs' notes), and
+    a later crash in the same cloud would measure that hold."""
+    outages: list[dict[str, Any]] = []
+    results.figures["crashes"] = outages
+    for n in range(trials):
+        cloud = Cloud(unique_prefix(), network_nodes=3, compute_nodes=1)
+        try:
+            log(f"small cloud {cloud.prefix} ({n + 1} of {trials}): 3 network nodes, 1 compute")
+            cloud.up()
+            api = cloud.client()
+            subnet = probe_network(cloud, api)
+            one = create_and_ping(cloud, api, public_network(api), subnet)
+            if n == 0:
+                results.figures["create_one_empty"] = one
+                log(f"one router, empty cloud: {one}")
+            outages.append(crash_trial(cloud, one["router"]))
             log(f"crash {n + 1}: {outages[-1]}")
-        results.figures["crashes"] = outages
-    finally:
-        log(f"logs kept in {keep_logs(cloud, logs)}")
-        cloud.down()
+        finally:
+            if n == 0 or len(outages) <= n:  # the first cloud's, and a failed one's
+                log(f"logs kept in {keep_logs(cloud, logs)}")
+            cloud.down()
 
 
 # The big cloud -------------------------------------------------------------------------------
@@ -195,7 +215,7 @@ def wait_ready(
         return len(seen) == len(nodes)
 
     try:
-        wait_until(check, timeout, f"{', '.join(nodes)} to run {len(routers)} routers", 0.5)
+        wait_until(check, timeout, f"{', '.join(nodes)} to run {len(routers)} routers", 2.0)
     except Exception:
         raise BenchError("; ".join(agent_counts(cloud, n) for n in nodes)) from None
     return seen
@@ -361,7 +381,7 @@ def crash_big(
                     since = instance.get("master_since")
                     if router in mastered and instance.get("state") == "MASTER" and since:
                         taken[router] = min(taken.get(router, since), since)
-            time.sleep(0.2)
+            time.sleep(1.0)  # master_since is vrrpd's own: polling more often adds load only
         time.sleep(1.0)
     finally:
         ping.stop()
@@ -374,7 +394,7 @@ def crash_big(
             if agent_ready(cloud, spare, routers):
                 spare_seen["at"] = time.time()
                 return
-            time.sleep(0.5)
+            time.sleep(2.0)
 
     watcher = threading.Thread(target=watch_spare)
     watcher.start()

@@ -214,7 +214,8 @@ def watch_active(
 ) -> dict[str, float]:
     """When the API first showed each router active: only routers some vrrpd already calls
     MASTER are asked (a round of 1,000 API requests would slow the agents down on this
-    machine), so each time is late by up to one round (about a second)."""
+    machine), and vrrpd's status every 5 s (each is a reply of every instance, made in
+    vrrpd's event loop), so each time is late by up to about 5 s."""
     waiting, seen = set(routers), {}
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         while waiting and time.time() < deadline:
@@ -224,7 +225,7 @@ def watch_active(
                 if has_active(found):
                     seen[router] = time.time()
                     waiting.discard(router)
-            time.sleep(1.0)
+            time.sleep(5.0)
     return seen
 
 
