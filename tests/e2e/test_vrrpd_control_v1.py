@@ -199,3 +199,39 @@ def test_subscribe_starts_with_a_snapshot(lan, daemons) -> None:
         event = read_line(stream)
         assert event["event"] == "state" and event["instance"] == "held"
         assert event["new"] == "MASTER" and event["seq"] == seq + 1
+
+
+EMPTY = "global_defs {\n}\n"
+
+
+def test_vrid_filter_drops_other_routers_adverts_in_the_kernel(lan, daemons) -> None:
+    """A Neutron HA network carries every router's adverts to every router namespace: with
+    vrid_filter the kernel passes only the instance's own VRID, so vrrpd never reads the
+    others (they are no longer counted as vrid_not_ours); its own master is still heard."""
+    r1 = daemons("vrrpd", lan, "r1", EMPTY)
+    r2 = daemons("vrrpd", lan, "r2", EMPTY)
+    r3 = daemons("vrrpd", lan, "r3", EMPTY)
+    for daemon in (r1, r2, r3):
+        wait_until(lambda d=daemon: d.request({"command": "status"}).get("ok"), 20, "vrrpd")
+    ours = router(70, 200, "10.0.0.70/24", vrid_filter=True)
+    assert r1.request(v1("add", name="a", instance=ours)) == {"ok": True}
+    entry = router(70, 100, "10.0.0.70/24", vrid_filter=True)
+    assert r2.request(v1("add", name="a", instance=entry)) == {"ok": True}
+    other = router(71, 100, "10.0.0.71/24")
+    assert r3.request(v1("add", name="b", instance=other)) == {"ok": True}
+    r1.wait_master("10.0.0.70")
+    r3.wait_master("10.0.0.71")
+    r2.wait_state("a", "BACKUP")
+
+    def drops() -> int:
+        return int(r2.status()["a"]["drops"].get("vrid_not_ours", 0))
+
+    heard = r2.status()["a"]["adverts_received"]
+    wait_until(lambda: r2.status()["a"]["adverts_received"] >= heard + 20, 20,
+               "r2 to hear 20 of r1's adverts")  # fmt: skip
+    assert drops() == 0  # r3's adverts (VRID 71) never reached vrrpd
+    # Without the filter (changed in place), the same adverts are read and counted.
+    entry = router(70, 100, "10.0.0.70/24", vrid_filter=False)
+    assert r2.request(v1("change", name="a", instance=entry)) == {"ok": True}
+    wait_until(lambda: drops() >= 10, 20, "r2 to count r3's adverts as vrid_not_ours")
+    assert r2.status()["a"]["state"] == "BACKUP"

@@ -83,6 +83,7 @@ GOLDEN: dict[str, Any] = {
     ],
     "garp_repeat": 5,
     "garp_refresh_delay": 60.0,
+    "vrid_filter": True,
     "routes": [
         {"to": "default", "via": "203.0.113.1", "dev": "qg-11eddf15-00"},
         {"to": "192.0.2.0/24", "via": "10.0.0.9"},

@@ -194,6 +194,8 @@ def render(document: Any, node: Node) -> Rendered | None:
         "addresses": addresses,
         "garp_repeat": config.garp_repeat,
         "garp_refresh_delay": config.garp_delay,
+        # The project's HA network carries every router's adverts to every ha- port.
+        "vrid_filter": True,
     }
     if routes:
         entry["routes"] = routes

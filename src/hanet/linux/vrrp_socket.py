@@ -7,9 +7,12 @@ whole IP packet so that one decoder (hanet.vrrp.decode_ip_packet) checks everyth
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import ipaddress
 import socket
 import struct
+from collections.abc import Iterable
 from typing import Any
 
 from hanet.vrrp.codec import GROUP_V4, GROUP_V6, PROTOCOL_VRRP, IPAddress
@@ -22,6 +25,11 @@ SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 RECEIVE_SOCKET_BUFFER = 4 << 20  # bytes; about 5,000 adverts of the kernel's truesize
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
 OVERFLOW_SPACE = socket.CMSG_SPACE(4)  # SO_RXQ_OVFL's u32
+SO_ATTACH_FILTER, SO_DETACH_FILTER = 26, 27
+# Classic BPF opcodes (linux/filter.h).
+BPF_LD, BPF_LDX, BPF_JMP, BPF_RET = 0x00, 0x01, 0x05, 0x06
+BPF_B, BPF_ABS, BPF_IND, BPF_MSH, BPF_JEQ, BPF_K = 0x10, 0x20, 0x40, 0xA0, 0x10, 0x00
+MAX_FILTERED_VRIDS = 200  # a jump offset is one byte
 
 
 class VrrpSocket:
@@ -70,6 +78,32 @@ class VrrpSocket:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, TOS_NETWORK_CONTROL)
         s.setblocking(False)
+
+    def filter_vrids(self, vrids: Iterable[int] | None) -> None:
+        """Have the kernel pass only adverts of these VRIDs (classic BPF on the socket);
+        None: pass everything. An IPv4 raw socket sees the IP header first (its length in
+        the low nibble of byte 0), an IPv6 one the VRRP message; the VRID is the message's
+        second byte."""
+        if vrids is None:
+            with contextlib.suppress(OSError):
+                self.sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
+            return
+        wanted = sorted(set(vrids))[:MAX_FILTERED_VRIDS]
+        program = []
+        if self.family == socket.AF_INET:
+            program.append((BPF_LDX | BPF_B | BPF_MSH, 0, 0, 0))  # x = 4 * (ihl)
+            program.append((BPF_LD | BPF_B | BPF_IND, 0, 0, 1))  # a = byte [x + 1]
+        else:
+            program.append((BPF_LD | BPF_B | BPF_ABS, 0, 0, 1))  # a = byte [1]
+        for index, vrid in enumerate(wanted):
+            # Equal: jump to "accept" (after the remaining tests and the "drop").
+            program.append((BPF_JMP | BPF_JEQ | BPF_K, len(wanted) - index, 0, vrid))
+        program.append((BPF_RET | BPF_K, 0, 0, 0))
+        program.append((BPF_RET | BPF_K, 0, 0, 0xFFFF))
+        code = b"".join(struct.pack("HBBI", *op) for op in program)
+        buffer = ctypes.create_string_buffer(code)
+        fprog = struct.pack("HL", len(program), ctypes.addressof(buffer))
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
     def fileno(self) -> int:
         return self.sock.fileno()

@@ -120,6 +120,12 @@ class InstanceConfig:
     source_ip: IPAddr | None = None
     unicast_peers: tuple[IPAddr, ...] = ()
     group_member: bool = False  # in a keepalived vrrp_sync_group
+    # The kernel drops adverts of other VRIDs before they reach us (a socket filter on the
+    # link), when every instance of the link asks for it: a Neutron HA network carries the
+    # adverts of every router of a project, one VRID each, to every router namespace, and
+    # reading them all was most of vrrpd's time at a few hundred routers. They are then
+    # not counted as vrid_not_ours.
+    vrid_filter: bool = False
 
     def __post_init__(self) -> None:
         where = f"instance {self.name}"

@@ -55,6 +55,17 @@ class Link:
                                    mac_bytes(self.facts.mac))  # fmt: skip
         self.announcers = {self.ifname: self.announcer}
 
+    def refresh_filter(self) -> None:
+        """The kernel's VRID filter follows the link's instances (see
+        InstanceConfig.vrid_filter): on when every one asks for it, off otherwise."""
+        if self.socket is None:
+            return
+        wanted = bool(self.instances) and all(i.config.vrid_filter for i in self.instances.values())
+        if wanted and len(self.instances) <= 200:
+            self.socket.filter_vrids(self.instances)
+        else:
+            self.socket.filter_vrids(None)
+
     async def announcer_for(self, ifname: str) -> Announcer:
         """The announcer of another device of this namespace (a Neutron qg- port, say)."""
         if ifname not in self.announcers:

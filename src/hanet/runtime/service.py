@@ -139,6 +139,8 @@ class VrrpService:
             await accept_filter.remove(old.netns, instance.filter_chain)
         self._disown(instance)
         instance.reconfigure(config)
+        if old.vrid_filter != config.vrid_filter:
+            instance.link.refresh_filter()
         self._own(instance)
         instance.link.accepted.clear()
         if old.priority != config.priority:
@@ -241,6 +243,7 @@ class VrrpService:
         if config.name in self.holds:  # before Startup: a held instance starts as BACKUP
             instance.machine.handle(HoldBackup(True, self.holds[config.name]), 0.0)
         link.instances[config.vrid] = instance
+        link.refresh_filter()
         self.instances[config.name] = instance
         self._own(instance)
         if config.filters_traffic:
@@ -275,6 +278,7 @@ class VrrpService:
                 log.error("%s: %s", instance.name, exc)
         if link.instances.get(instance.config.vrid) is instance:
             del link.instances[instance.config.vrid]
+            link.refresh_filter()
         link.accepted.clear()
         if self.instances.get(instance.name) is instance:
             del self.instances[instance.name]

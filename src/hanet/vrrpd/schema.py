@@ -156,9 +156,9 @@ INSTANCE_KEYS = {
     "nopreempt", "preempt_delay", "accept", "auth_pass", "garp_repeat", "garp_interval",
     "garp_refresh_delay", "garp_refresh_interval", "garp_refresh_repeat",
     "lower_prio_no_advert", "higher_prio_send_advert", "netns", "routes", "rules",
-    "unicast", "track_interfaces",
+    "unicast", "track_interfaces", "vrid_filter",
 }  # fmt: skip
-FLAGS = ("accept", "lower_prio_no_advert", "higher_prio_send_advert")
+FLAGS = ("accept", "lower_prio_no_advert", "higher_prio_send_advert", "vrid_filter")
 NUMBERS = {  # key: (low, high) for numbers in seconds
     "advert_int": (0.01, 40.95),
     "preempt_delay": (0.0, 3600.0),
