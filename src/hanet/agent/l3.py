@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 INSTANCE_IN_ERROR = re.compile(r"instances?[ .](router-[A-Za-z0-9-]+)")
 SYNC_RETRIES = 20
 STATUS_EVERY = 0.2
+SYNC_WHILE_BUILDING = 2.0  # seconds
 FENCED = "fenced: no contact with the server for longer than agent_down_time"
 
 
@@ -138,6 +139,7 @@ class L3Agent:
 
     async def _converge(self, routers: set[str]) -> None:
         leaving: dict[str, str] = {}
+        synced = time.monotonic()
         for router in sorted(routers):
             document = self.documents.get(router)
             wanted = None
@@ -169,6 +171,11 @@ class L3Agent:
                 log.info("router %s: %s", router, "; ".join(changes))
             self.built[router] = wanted
             self.errors.pop(router, None)
+            if time.monotonic() - synced > SYNC_WHILE_BUILDING:
+                # A long converge (a node's first read, or hundreds of routers at once):
+                # what is built so far runs now, not after the last router.
+                await self._sync()
+                synced = time.monotonic()
         await self._sync()
         for router, namespace in leaving.items():
             try:
@@ -448,7 +455,11 @@ class L3Agent:
         routers = {}
         for router in set(self.documents) | set(self.built) | set(self.errors):
             routers[router] = {
-                "state": "error" if router in self.errors else "ready",
+                "state": "error"
+                if router in self.errors
+                else "ready"
+                if router in self.built
+                else "pending",
                 "error": self.errors.get(router),
                 "vrrp": self.vrrp_states.get(router),
                 "held": router in self.held,
