@@ -43,6 +43,7 @@ AGENT_KINDS = {DHCP_AGENT: changelog.NETWORK, compute.L2_AGENT: changelog.PORT}
 
 
 class Store(DhcpStore):
+    report_interval = 30.0  # the agents' heartbeat period (ServerConfig.report_interval)
     # The change log ---------------------------------------------------------------------
 
     def latest_change(self, kind: str | None = None, host: str | None = None) -> int:
@@ -228,9 +229,14 @@ class Store(DhcpStore):
         acted: list[str] = []
         with self.writes.begin() as session:
             now = utcnow()
-            # A dead agent's "active" is stale, or unknowable: it takes no part (its place
-            # may be kept until it is gone, hanet.server.failover).
-            alive = Agent.heartbeat_at > now - timedelta(seconds=self.agent_down_time)
+            # Only agents heartbeating now take part. A dead agent's "active" is stale (its
+            # place may be kept until it is gone, hanet.server.failover), and so is that of
+            # an agent that missed two heartbeats: a node that crashed while active still
+            # shows "active" until agent_down_time, and holding its successor for being
+            # active beside it stopped the fail-over until then (5.4 s in bench.cloud).
+            # Two masters that both still heartbeat are a real split brain.
+            fresh = min(self.agent_down_time, 2 * self.report_interval)
+            alive = Agent.heartbeat_at > now - timedelta(seconds=fresh)
             active = session.scalars(
                 select(RouterBinding)
                 .join(Agent, Agent.id == RouterBinding.agent_id)

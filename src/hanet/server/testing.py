@@ -37,6 +37,7 @@ def store_for(engine: Any, config: ServerConfig) -> Store:
     )
     store.dhcp_agents_per_network = config.dhcp_agents_per_network
     store.agent_gone_time = config.agent_gone_time
+    store.report_interval = config.report_interval
     store.segments = Segments(config.vni_ranges, config.global_physnet_mtu)
     store.segments.adopt(store.writes)
     return store

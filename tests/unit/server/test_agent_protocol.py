@@ -101,6 +101,8 @@ def arbitrate(admin: ApiClient, agents: list[str]) -> None:
     reported = time.monotonic()
 
     def loser_told() -> bool:
+        for agent in agents:  # both still heartbeat: a real split brain, not a crash
+            admin.put(f"/hanet/v1/agents/{agent}/heartbeat", None)
         doc = admin.get(f"/hanet/v1/agents/{loser}/state").body["routers"][0]
         return bool(doc["forced_standby"])
 

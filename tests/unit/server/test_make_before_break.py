@@ -249,3 +249,28 @@ def test_agent_gone_time_must_exceed_agent_down_time(tmp_path) -> None:  # type:
     path.write_text("agent_gone_time: soon\n")
     with pytest.raises(ServerConfigError, match="agent_gone_time: expected float"):
         load_config(path)
+
+
+def test_a_master_that_stopped_heartbeating_is_not_arbitrated(db_url: str) -> None:
+    """A node crashes while active: until agent_down_time it still shows "active", beside
+    the node that took over. That is no split brain: the new master must not be told to
+    stand by (it was, when the server arbitrated by agent_down_time, and the fail-over
+    waited for the dead node to be declared dead)."""
+    config = ServerConfig(
+        db=db_url, report_interval=1.0, agent_down_time=DOWN, agent_gone_time=GONE
+    )
+    with ServerThread(config) as server:
+        admin = server.client()
+        agents = [register(admin, f"net{i}") for i in range(2)]
+        router = ha_router(admin)
+        for agent in agents:
+            admin.post(f"/hanet/v1/agents/{agent}/ha_states", {"routers": {router: "active"}})
+        with server.store.writes.begin() as session:
+            session.execute(
+                update(RouterBinding).values(ha_state_at=utcnow() - timedelta(seconds=60))
+            )
+        server.silence(agents[0], 3)  # three heartbeats missed: crashed, not yet dead
+        server.silence(agents[1], 0)
+        assert server.store.resolve_split_brain() == []
+        docs = [admin.get(f"/hanet/v1/agents/{a}/state").body["routers"][0] for a in agents]
+        assert [d["forced_standby"] for d in docs] == [False, False]
