@@ -300,6 +300,7 @@ def main() -> None:
     results = Results(args.routers)
     results.figures["load"] = [os.getloadavg()[0]]
     started = time.monotonic()
+    stopped: SystemExit | None = None
     try:
         if not args.skip_small:
             try:
@@ -318,6 +319,9 @@ def main() -> None:
             )
         except Exception as exc:
             log(f"big cloud stopped: {exc}")
+    except SystemExit as stop:  # SIGTERM (clean_up_on_sigterm): the clouds are down already
+        results.errors["run"] = f"stopped by a signal (exit status {stop.code})"
+        stopped = stop
     finally:
         results.figures["load"].append(os.getloadavg()[0])
         RAW.parent.mkdir(parents=True, exist_ok=True)
@@ -330,8 +334,10 @@ def main() -> None:
     )
     section = render(results, args, command)
     print(section)
-    if args.out:
+    if args.out:  # also for a stopped run: what it measured until then is kept
         write_section(args.out, section, BEGIN, END)
+    if stopped is not None:
+        raise stopped
     if results.errors:
         sys.exit(1)
 
