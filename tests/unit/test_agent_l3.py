@@ -38,12 +38,16 @@ from tests.unit.agent_l3_node import (
 from tests.unit.test_agent_layout import TOKENS, change
 
 NODE = AgentNode("net0", shared_machine=True, config=AgentConfig(advert_int=0.1))
+# The agents registered for the documents never heartbeat: on a loaded machine they were
+# declared dead (3 s) and their routers moved before the documents were read.
+NO_DEATHS = {"report_interval": 100.0, "agent_down_time": 600.0, "agent_gone_time": 1200.0}
 
 
 @pytest.fixture(scope="module")
 def routers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routers]:
     db: Path = tmp_path_factory.mktemp("l3") / "hanet.db"
-    with ServerThread(ServerConfig(db=f"sqlite:///{db}", auth="token", tokens=TOKENS)) as server:
+    config = ServerConfig(db=f"sqlite:///{db}", auth="token", tokens=TOKENS, **NO_DEATHS)
+    with ServerThread(config) as server:
         yield build_routers(server.client("admin-token"))
 
 

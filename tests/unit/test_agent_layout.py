@@ -89,7 +89,10 @@ def build_cloud(admin: ApiClient) -> Cloud:
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     db: Path = tmp_path_factory.mktemp("layout") / "hanet.db"
-    with ServerThread(ServerConfig(db=f"sqlite:///{db}", auth="token", tokens=TOKENS)) as server:
+    # Agents that never heartbeat must not die (3 s) on a loaded machine while it is built.
+    quiet = {"report_interval": 100.0, "agent_down_time": 600.0, "agent_gone_time": 1200.0}
+    config = ServerConfig(db=f"sqlite:///{db}", auth="token", tokens=TOKENS, **quiet)
+    with ServerThread(config) as server:
         yield build_cloud(server.client("admin-token"))
 
 
