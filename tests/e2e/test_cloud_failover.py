@@ -348,8 +348,12 @@ def test_vrrpd_restart_hands_over_and_the_agent_restores_its_routers(
         wait_until(lambda: vrrp_instance(cloud, active, router).get("state") == "BACKUP", 15,
                    f"{active}'s vrrpd to run the router again")  # fmt: skip
         others = [p["host"] for p in places(api, router) if p["host"] != active and p["alive"]]
-        masters = [h for h in others if vrrp_instance(cloud, h, router).get("state") == "MASTER"]
-        assert len(masters) == 1
+
+        def masters_elsewhere() -> list[str]:
+            return [h for h in others if vrrp_instance(cloud, h, router).get("state") == "MASTER"]
+
+        masters = wait_until(lambda: len(masters_elsewhere()) == 1 and masters_elsewhere(), 10,
+                             "exactly one other node to be master")  # fmt: skip
         wait_until(lambda: active_hosts(api, router) == masters, 10, "the API to follow")
     finally:
         pinger.stop()
