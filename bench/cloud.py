@@ -98,15 +98,21 @@ def _missing(results: Results) -> str:
     return f"not measured ({failed} failed, below)" if failed else "not measured"
 
 
+def _sample(value: list[int | None] | None) -> str:
+    if not value:
+        return "?"
+    made, running = value
+    return f"{made} / {'no answer' if running is None else running}"
+
+
 def _progress(samples: list[dict[str, Any]], nodes: list[str]) -> list[str]:
-    """Table rows: every fifth sample (about every 5 minutes) and the last."""
-    picked = [s for i, s in enumerate(samples) if i % 5 == 4]
+    """Table rows: at most about ten samples, evenly spread, and the last."""
+    every = max(1, len(samples) // 10)
+    picked = samples[every - 1 :: every]
     if samples and (not picked or picked[-1] is not samples[-1]):
         picked.append(samples[-1])
     return [
-        f"| {s['at_s'] / 60:.0f} min | "
-        + " | ".join("{} / {}".format(*s.get(n, ("?", "?"))) for n in nodes)
-        + " |"
+        f"| {s['at_s'] / 60:.0f} min | " + " | ".join(_sample(s.get(n)) for n in nodes) + " |"
         for s in picked
     ]
 
@@ -224,7 +230,8 @@ def render(results: Results, args: argparse.Namespace, command: str) -> str:
         lines += [
             "",
             "How far the build got: router namespaces made / instances running (MASTER or "
-            "BACKUP) in the node's vrrpd, by minutes after the first POST:",
+            "BACKUP) in the node's vrrpd ('no answer': its status request was not answered "
+            "within 20 s), by minutes after the first POST:",
             "",
             "| after | net1 | net2 | net3 |",
             "|---|---|---|---|",

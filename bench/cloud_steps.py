@@ -231,7 +231,7 @@ def watch_active(
 
 class Progress:
     """Every ``every`` seconds, for each node: router namespaces made, and instances vrrpd
-    runs as MASTER or BACKUP (for a build that is slow, how it went)."""
+    runs as MASTER or BACKUP, None if it did not answer (for a slow build, how it went)."""
 
     def __init__(self, cloud: Cloud, nodes: list[str], since: float, every: float = 60) -> None:
         self.cloud, self.nodes, self.since, self.every = cloud, nodes, since, every
@@ -247,8 +247,11 @@ class Progress:
         while not self._stop.wait(self.every):
             sample: dict[str, Any] = {"at_s": round(time.time() - self.since)}
             for node in self.nodes:
-                instances = vrrp_instances(self.cloud, node)
-                running = sum(1 for i in instances.values() if i.get("state") in LIVE)
+                socket = self.cloud.paths.vrrpd_socket(node)
+                answer = control_request(socket, {"command": "status"}, timeout=20)
+                states = [i.get("state") for i in answer.get("instances", [])]
+                # None: vrrpd did not answer within 20 s (not that it runs nothing).
+                running = sum(1 for s in states if s in LIVE) if answer else None
                 # A router's namespace is its build's first step: how far a batch has got,
                 # before the batch's instances go to vrrpd together at its end.
                 made = len(cloud_nodes.router_namespaces(self.cloud.prefix, node))
