@@ -190,7 +190,7 @@ class L3Agent:
             self.reporter.forget(router)
         await self._holds()
         await self._announce(routers)
-        await self._follow_states()
+        await self._follow_states(routers)
         if leaving:
             used = {p.network_id for built in self.built.values() for p in built.ports}
             try:
@@ -214,14 +214,16 @@ class L3Agent:
             except VrrpdError as exc:
                 log.warning("router %s: announce: %s", router, exc)
 
-    async def _follow_states(self) -> None:
-        """What vrrpd said before a router was built here (after an agent restart, the
-        snapshot comes before the server's state): its proxy follows its state, and the
-        server hears of a state it was not told."""
+    async def _follow_states(self, routers: set[str]) -> None:
+        """What vrrpd said before these routers were built here (after an agent restart,
+        the snapshot comes before the server's state): their proxies follow their states,
+        and the server hears of a state it was not told. Only the converged routers: the
+        others' proxies and reports already follow vrrpd's events."""
         now = time.monotonic()
-        for router, built in self.built.items():
+        for router in routers:
+            built = self.built.get(router)
             state = self.vrrp_states.get(router)
-            if built.instance is None or state is None:
+            if built is None or built.instance is None or state is None:
                 continue
             reported = ha_state(state)
             if reported is not None:
