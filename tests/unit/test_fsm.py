@@ -224,6 +224,32 @@ def test_master_answers_lower_priority_at_once_rfc9568_6_4_3() -> None:
     assert actions == [SendAdvert(100), AnnounceAddresses()]
 
 
+def test_master_answers_a_lower_master_once_per_master_down_interval() -> None:
+    # A starved peer that keeps advertising (or a backlog of its adverts read at once) gets
+    # one answer, not an advert and a burst of GARPs for each of its adverts.
+    m = machine()
+    t = run_to_master(m)
+    assert m.handle(advert(50), t + 0.1) == [SendAdvert(100), AnnounceAddresses()]
+    for step in range(1, 20):
+        assert m.handle(advert(50), t + 0.1 + step * 0.01) == []
+    quiet_until = t + 0.1 + m.master_down_interval
+    assert m.handle(advert(50), quiet_until - 0.01) == []
+    assert m.handle(advert(50), quiet_until) == [SendAdvert(100), AnnounceAddresses()]
+    assert m.state is State.MASTER
+
+
+def test_the_quiet_to_a_lower_master_ends_with_mastership() -> None:
+    m = machine()
+    t = run_to_master(m)
+    m.handle(advert(50), t + 0.1)
+    m.handle(advert(200), t + 0.2)  # a higher master: we step down
+    assert m.state is State.BACKUP
+    t2 = t + 0.2 + m.master_down_interval + 0.01
+    m.handle(Timeout(), t2)
+    assert m.state is State.MASTER
+    assert m.handle(advert(50), t2 + 0.01) == [SendAdvert(100), AnnounceAddresses()]
+
+
 def test_lower_prio_no_advert_stays_silent_but_reannounces() -> None:
     m = machine(lower_prio_no_advert=True)
     t = run_to_master(m)

@@ -99,6 +99,7 @@ def test_instance_errors(tmp_path: Path, body: str, message: str) -> None:
         ("vrrp_instance {\n}\n", "1:1: 'vrrp_instance' takes 1 argument, got 0"),
         ("global_defs {\n vrrp_version 4\n}\n", "2:15: vrrp_version: '4' is not valid"),
         ("bogus_section {\n}\n", "1:1: unknown keyword 'bogus_section' in the top level"),
+        ("global_defs {\n vrrp_priority -21\n}\n", "2:16: vrrp_priority: '-21' is not valid"),
     ],
 )
 def test_structure_errors(tmp_path: Path, text: str, message: str) -> None:
@@ -211,3 +212,20 @@ def test_unicast_source_checks_are_accepted_and_ttl_limits_noticed(tmp_path: Pat
     assert config.errors == []
     notices = [str(p) for p in config.problems]
     assert any(":9:5: notice: 'min_ttl' is accepted and ignored" in n for n in notices), notices
+
+
+def test_vrrp_priority_is_the_daemons_nice_value(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    config = load_config(write(tmp_path, "global_defs {\n vrrp_priority 7\n}\n"))
+    assert config.errors == []
+    assert config.global_defs.vrrp_priority == 7
+    # Applied by the command, in a child so that the test run keeps its own.
+    code = (
+        "import os; from hanet.cli.vrrpd_commands import _set_nice; _set_nice(7); "
+        "print(os.getpriority(os.PRIO_PROCESS, 0))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout) == max(7, os.getpriority(os.PRIO_PROCESS, 0))

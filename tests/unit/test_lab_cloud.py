@@ -56,7 +56,7 @@ def test_every_file_lives_under_the_run_directory() -> None:
     assert PATHS.metadata_socket == Path("/run/hanet-lab/demo/metadata/metadata.sock")
     assert PATHS.vrrpd_socket("net1") == Path("/run/hanet-lab/demo/net1/vrrpd.sock")
     assert PATHS.agent_run("cmp1") == Path("/run/hanet-lab/demo/cmp1/agent")
-    assert config.VRRPD_CONF == "global_defs {\n}\n"
+    assert config.VRRPD_CONF == "global_defs {\n  vrrp_priority -10\n}\n"
 
 
 @pytest.mark.parametrize("gone_time", [False, True])

@@ -39,6 +39,7 @@ class GlobalDefs:
     script_user: tuple[str, str | None] | None = None
     vrrp_strict: bool = False
     vrrp_startup_delay: float = 0.0
+    vrrp_priority: int | None = None  # the daemon's nice value, as keepalived's
 
 
 @dataclass

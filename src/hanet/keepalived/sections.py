@@ -67,6 +67,7 @@ GLOBAL_TABLE: dict[str, Handler] = {
     "script_user": user_group("script_user"),
     "vrrp_strict": flag("vrrp_strict"),
     "vrrp_startup_delay": scalar("vrrp_startup_delay", number(0, 3600)),
+    "vrrp_priority": scalar("vrrp_priority", integer(-20, 19)),
 }
 
 

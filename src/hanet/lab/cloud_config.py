@@ -36,7 +36,9 @@ SERVER_PORT = 9696
 SERVER_URL = f"http://{SERVER_ADDRESS}:{SERVER_PORT}"
 PHYSNET = "public"
 VXLAN_GROUP = "239.1.1.1"
-VRRPD_CONF = "global_defs {\n}\n"
+# The nodes share the machine's cores with their agents and the server: vrrpd goes first, so
+# that routers being built elsewhere do not delay adverts into take-overs (docs/vrrpd.md).
+VRRPD_CONF = "global_defs {\n  vrrp_priority -10\n}\n"
 
 # The lab's server: HA routers on three agents, and agents found dead within seconds so
 # that failover tests take seconds, not minutes.

@@ -224,6 +224,8 @@ class VrrpMachine:
     priority: int = field(default=0, init=False)
     faulty: bool = field(default=False, init=False)
     held: bool = field(default=False, init=False)  # see HoldBackup
+    # Until when a lower-priority master's adverts go unanswered (see _master_advert).
+    quiet_to_lower_until: float | None = field(default=None, init=False)
     hold_reason: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
@@ -424,6 +426,7 @@ class VrrpMachine:
         self.master_priority = self.priority
         self.preempt_not_before = None
         self.master_resigned = False
+        self.quiet_to_lower_until = None
         change = self._move(State.MASTER, reason)
         return [SendAdvert(self.priority), TakeAddresses(self.params.accept_mode), change]
 
@@ -487,6 +490,14 @@ class VrrpMachine:
                           f"with a higher address")  # fmt: skip
             return [*actions, ReleaseAddresses(), self._move(State.BACKUP, reason)]
         # Another master exists and will yield to us; hosts may have followed its GARPs.
+        # Answered once per Master_Down_Interval only: a master that heard the answer steps
+        # down at once, and one that did not (lost, or a starved peer still reading a
+        # backlog) is reached as soon by our regular adverts. Answering every one of its
+        # adverts with an advert and a burst of GARPs fed a storm when busy nodes flapped
+        # (docs/BENCHMARKS.md, the lab cloud).
+        if self.quiet_to_lower_until is not None and now < self.quiet_to_lower_until:
+            return []
+        self.quiet_to_lower_until = now + self.master_down_interval
         if self.params.lower_prio_no_advert:
             return [AnnounceAddresses()]
         # RFC 9568 §6.4.3 and keepalived: answer a lower-priority master at once, so that
