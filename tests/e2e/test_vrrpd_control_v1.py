@@ -87,6 +87,13 @@ def test_sync_applies_the_difference_and_refuses_a_bad_set_whole(lan, daemons) -
     status = r1.status()
     assert set(status) == {"VI_1", "a", "c"} and status["a"]["priority"] == 140
     assert r1.holds("10.0.0.71") and r1.holds("10.0.0.63") and not r1.holds("10.0.0.61")
+    # keep: a running instance the set leaves out runs on as it is (a restarted agent that
+    # cannot describe it anew); a kept name that is not running is nothing.
+    answer = r1.request(v1("sync", instances={"c": c}, keep=["a", "zz"]))
+    assert answer == {"ok": True, "added": [], "changed": [], "removed": []}
+    assert r1.status()["a"]["priority"] == 140 and r1.holds("10.0.0.71")
+    answer = r1.request(v1("sync", instances={"c": c}, keep=["c"]))
+    assert answer["ok"] is False and answer["error"] == "keep[0]: c is in 'instances' too"
     assert r1.request(v1("sync", instances={})) == {
         "ok": True, "added": [], "changed": [], "removed": ["a", "c"],
     }  # fmt: skip

@@ -151,18 +151,26 @@ class FakeVrrpd:
         self.journal = journal
         self.refuse: dict[str, str] = {}
         self.running: dict[str, dict[str, Any]] = {}
+        self.ran: list[set[str]] = []  # the names running after each sync
 
-    async def sync(self, instances: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    async def sync(
+        self, instances: dict[str, dict[str, Any]], keep: set[str] | None = None
+    ) -> dict[str, Any]:
         self.journal.append(("sync", frozenset(instances)))
+        request: dict[str, Any] = {"command": "sync", "version": 1, "instances": instances}
+        if keep:
+            request["keep"] = sorted(keep)
         try:
-            parse_request({"command": "sync", "version": 1, "instances": instances})
+            parse_request(request)
         except SchemaError as exc:
             raise VrrpdRefused(str(exc)) from None
         for name, message in self.refuse.items():
             if name in instances and instances[name] != self.running.get(name):
                 raise VrrpdRefused(message)
         added = sorted(set(instances) - set(self.running))
-        self.running = copy.deepcopy(instances)
+        kept = {name: self.running[name] for name in keep or () if name in self.running}
+        self.running = copy.deepcopy(instances) | kept
+        self.ran.append(set(self.running))
         return {"added": added, "changed": [], "removed": []}
 
     async def hold_backup(self, name: str, reason: str) -> None:

@@ -269,6 +269,56 @@ def test_vrrpd_refusing_an_update_keeps_the_running_instance(
     run(scenario())
 
 
+def test_a_restarted_agent_keeps_an_instance_whose_update_vrrpd_refuses(
+    routers: Routers, tmp_path: Path
+) -> None:
+    """After a restart the agent has no instance of its own to fall back on: vrrpd keeps the
+    one an earlier agent gave it (sync's keep), and the router is in ERROR."""
+    a, b, _ = routers.ha
+
+    async def scenario() -> None:
+        earlier = await node(tmp_path / "earlier")
+        await earlier.agent._on_state(full(a, b))
+        n = await node(tmp_path)
+        n.vrrpd.running = copy.deepcopy(earlier.vrrpd.running)
+        before = copy.deepcopy(n.vrrpd.running[instance(a)])
+        refusal = f"instance {instance(a)}: vrid {a['vrid']} on ha-0 is in use by instance x"
+        n.vrrpd.refuse[instance(a)] = refusal
+        updated = a | {"routes": [{"destination": "192.0.2.0/24", "nexthop": "10.0.0.9"}]}
+        await n.agent._on_state(full(updated, b))
+        assert n.vrrpd.running.get(instance(a)) == before
+        assert n.status()[a["id"]]["error"] == f"router {a['id']}: vrrpd: {refusal}"
+        # Another router's change keeps it too; the router's removal removes it.
+        await n.agent._on_state(changes(b))
+        assert n.vrrpd.running.get(instance(a)) == before
+        await n.agent._on_state(full(b))
+        assert instance(a) not in n.vrrpd.running
+
+    run(scenario())
+
+
+def test_a_restarted_agent_never_stops_a_router_it_has_not_rebuilt_yet(
+    routers: Routers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long first converge syncs vrrpd as it goes (every router it has built runs at
+    once); the routers it has not reached yet run on as vrrpd has them."""
+    import hanet.agent.l3
+
+    a, b, _ = routers.ha
+    monkeypatch.setattr(hanet.agent.l3, "SYNC_WHILE_BUILDING", -1.0)  # after every router
+
+    async def scenario() -> None:
+        earlier = await node(tmp_path / "earlier")
+        await earlier.agent._on_state(full(a, b))
+        n = await node(tmp_path)
+        n.vrrpd.running = copy.deepcopy(earlier.vrrpd.running)
+        await n.agent._on_state(full(a, b))
+        assert len(n.vrrpd.ran) >= 2
+        assert all(r == {instance(a), instance(b)} for r in n.vrrpd.ran), n.vrrpd.ran
+
+    run(scenario())
+
+
 # Holds ----------------------------------------------------------------------------------
 
 

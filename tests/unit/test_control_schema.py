@@ -149,6 +149,9 @@ def at(path: str, value: Any, *, drop: bool = False) -> dict[str, Any]:
         (at("priority", None, drop=True), "instances.r1: missing key 'priority'"),
         (sync({"bad name": ROUTER}), "instances.bad name: an instance name is"),
         (sync([]), "instances: an object"),
+        (sync({}) | {"keep": "r1"}, "keep: a list of instance names"),
+        (sync({}) | {"keep": ["ok", 5]}, "keep[1]: an instance name is"),
+        (sync({"r1": ROUTER}) | {"keep": ["r1"]}, "keep[0]: r1 is in 'instances' too"),
         ({"command": "sync", "instances": {}}, "'sync' needs \"version\": 1"),
         ({"command": "status", "version": 2}, "version: 2 is not supported"),
         ({"command": "status", "version": True}, "version: True is not supported"),
@@ -240,3 +243,9 @@ def test_any_value_anywhere_parses_or_is_refused(path: str, value: Any) -> None:
 def test_any_request_parses_or_is_refused(data: Any) -> None:
     with contextlib.suppress(SchemaError):
         parse_request(data)
+
+
+def test_sync_keeps_the_named_running_instances() -> None:
+    request = parse_request(sync({"r1": ROUTER}) | {"keep": ["r2", "r3"]})
+    assert request.keep == frozenset({"r2", "r3"}) and set(request.instances or {}) == {"r1"}
+    assert parse_request(sync({})).keep == frozenset()

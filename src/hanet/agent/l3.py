@@ -64,6 +64,10 @@ class L3Agent:
         self.documents: dict[str, dict[str, Any]] = {}
         self.built: dict[str, RouterLayout] = {}  # the last layout built without error
         self.accepted: dict[str, RouterLayout] = {}  # HA routers as vrrpd last took them
+        # Routers meant to run here that have no layout built yet in this agent's life (not
+        # reached by a converge, or in error): vrrpd keeps what runs for them (sync's keep),
+        # so that a restarted agent never stops a router it has not rebuilt yet.
+        self.unresolved: set[str] = set()
         self.errors: dict[str, str] = {}
         self.reported_errors: dict[str, str | None] = {}
         self.vrrp_states: dict[str, str] = {}  # router: MASTER/BACKUP/FAULT, from vrrpd
@@ -139,6 +143,7 @@ class L3Agent:
 
     async def _converge(self, routers: set[str]) -> None:
         leaving: dict[str, str] = {}
+        self.unresolved |= routers
         synced = time.monotonic()
         for router in sorted(routers):
             document = self.documents.get(router)
@@ -152,6 +157,7 @@ class L3Agent:
                 self._error(router, str(exc))
                 continue
             if wanted is None:
+                self.unresolved.discard(router)
                 old = self.built.pop(router, None)
                 leaving[router] = (
                     old.namespace
@@ -170,6 +176,7 @@ class L3Agent:
             if changes:
                 log.info("router %s: %s", router, "; ".join(changes))
             self.built[router] = wanted
+            self.unresolved.discard(router)
             self.errors.pop(router, None)
             if time.monotonic() - synced > SYNC_WHILE_BUILDING:
                 # A long converge (a node's first read, or hundreds of routers at once):
@@ -272,9 +279,10 @@ class L3Agent:
             for built in self.built.values()
             if built.instance is not None
         }
+        keep = {instance_name(r) for r in self.unresolved if r not in self.built}
         for _ in range(SYNC_RETRIES):
             try:
-                answer = await self.vrrpd.sync(instances)
+                answer = await self.vrrpd.sync(instances, keep)
             except VrrpdRefused as exc:
                 self.metrics.sync_errors.inc()
                 found = INSTANCE_IN_ERROR.search(str(exc))
@@ -290,8 +298,12 @@ class L3Agent:
                     instances[name] = entry
                     self.built[router] = previous
                     continue
+                # Refused and nothing vrrpd took from this agent: what runs (if anything,
+                # as an agent before a restart gave it) runs on.
                 del instances[name]
                 self.built.pop(router, None)
+                self.unresolved.add(router)
+                keep.add(name)
                 continue
             except VrrpdError as exc:
                 self.metrics.sync_errors.inc()

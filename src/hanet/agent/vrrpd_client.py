@@ -62,8 +62,13 @@ class VrrpdClient:
                 await writer.wait_closed()
         return _answer(message.get("command"), line)
 
-    async def sync(self, instances: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        return await self.request({"command": "sync", "instances": instances})
+    async def sync(
+        self, instances: dict[str, dict[str, Any]], keep: set[str] | None = None
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {"command": "sync", "instances": instances}
+        if keep:
+            message["keep"] = sorted(keep)
+        return await self.request(message)
 
     async def hold_backup(self, name: str, reason: str) -> None:
         await self.request({"command": "hold_backup", "name": name, "reason": reason})

@@ -250,9 +250,12 @@ class Vrrpd:
 
         await self._apply(plan)
 
-    async def sync_instances(self, instances: dict[str, InstanceSpec]) -> dict[str, Any]:
+    async def sync_instances(
+        self, instances: dict[str, InstanceSpec], keep: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
         """``instances`` is the complete set of run-time instances: add, change and remove
-        to match it, as one change; file instances are never touched."""
+        to match it, as one change; file instances are never touched, nor are the running
+        instances named in ``keep``."""
         changes = ChangeSet()
 
         def plan() -> Plan:
@@ -271,7 +274,7 @@ class Vrrpd:
                     for n, s in instances.items()
                     if n in running and running[n] != s.config
                 ),
-                remove=tuple(sorted(set(running) - set(instances))),
+                remove=tuple(sorted(set(running) - set(instances) - keep)),
             )
             tracking = {n: s.tracking for n, s in instances.items()}
             return changes, {**tracking, **dict.fromkeys(changes.remove)}

@@ -49,7 +49,7 @@ REQUEST_KEYS: dict[str, tuple[set[str], set[str]]] = {  # command: (required, op
     "add": ({"name", "instance"}, set()),
     "change": ({"name", "instance"}, set()),
     "remove": ({"name"}, set()),
-    "sync": ({"instances"}, set()),
+    "sync": ({"instances"}, {"keep"}),
     "hold_backup": ({"name"}, {"reason"}),
     "release": ({"name"}, set()),
     "announce": ({"name"}, set()),
@@ -76,6 +76,7 @@ class Request:
     name: str | None = None
     instance: InstanceSpec | None = None  # add, change
     instances: dict[str, InstanceSpec] | None = None  # sync
+    keep: frozenset[str] = frozenset()  # sync: running instances left as they are
     reason: str = ""  # hold_backup
 
 
@@ -108,7 +109,9 @@ def parse_request(data: Any) -> Request:
         parse = parse_instance if version else parse_v0_instance
         return Request(command, version, name, instance=parse(name, data["instance"], "instance"))
     if command == "sync":
-        return Request(command, version, instances=parse_instance_set(data["instances"]))
+        instances = parse_instance_set(data["instances"])
+        keep = parse_keep(data.get("keep", []), instances)
+        return Request(command, version, instances=instances, keep=keep)
     reason = data.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 200:
         raise SchemaError("reason: a string of at most 200 characters")
@@ -136,6 +139,19 @@ def parse_v0_instance(name: str, entry: Any, where: str) -> InstanceSpec:
     except ConfigError as exc:
         raise SchemaError(str(exc)) from None
     return InstanceSpec(config)
+
+
+def parse_keep(data: Any, instances: dict[str, InstanceSpec]) -> frozenset[str]:
+    """``sync``'s ``keep``: names of running instances to leave as they run, although the
+    set leaves them out (an agent that restarted and cannot describe them anew)."""
+    if not isinstance(data, list):
+        raise SchemaError("keep: a list of instance names")
+    for index, name in enumerate(data):
+        if not isinstance(name, str) or not NAME.match(name):
+            raise SchemaError(f"keep[{index}]: an instance name is 1-64 of [A-Za-z0-9_.-]")
+        if name in instances:
+            raise SchemaError(f"keep[{index}]: {name} is in 'instances' too")
+    return frozenset(data)
 
 
 def parse_instance_set(data: Any) -> dict[str, InstanceSpec]:
