@@ -15,6 +15,7 @@ from typing import Any
 
 from hanet.linux import accept_filter, announce_socket
 from hanet.runtime import placement
+from hanet.runtime.announcing import Announcements
 from hanet.runtime.changes import ChangeSet, apply_changes
 from hanet.runtime.config import ConfigError, InstanceConfig
 from hanet.runtime.droplog import RECEIVE_BUFFER_OVERFLOW
@@ -71,6 +72,7 @@ class VrrpService:
         # its instance (a change of identity), so it is kept here, not only in the machine.
         self.holds: dict[str, str] = {}
         self._scheduler: Scheduler | None = None
+        self._announcements: Announcements | None = None
 
     # Start, stop and changes at run time --------------------------------------------------
 
@@ -79,6 +81,12 @@ class VrrpService:
         if self._scheduler is None:
             self._scheduler = Scheduler(asyncio.get_running_loop(), self._on_due)  # type: ignore[arg-type]
         return self._scheduler
+
+    @property
+    def announcements(self) -> Announcements:
+        if self._announcements is None:
+            self._announcements = Announcements(asyncio.get_running_loop(), self.instances)
+        return self._announcements
 
     async def start(self) -> None:
         """Open every socket, then start every instance. Nothing starts if one fails."""
@@ -183,7 +191,7 @@ class VrrpService:
         instance = self.instances[name]
         if instance.machine.state is not State.MASTER or not instance.has_addresses:
             return False
-        self._announce(instance, instance.config.garp_repeat)
+        self.announcements.send(instance, instance.config.garp_repeat)
         return True
 
     def set_fault(self, name: str, faulty: bool, reason: str) -> None:
@@ -340,6 +348,8 @@ class VrrpService:
                 self.owners.setdefault(key, instance.name)
 
     def close(self) -> None:
+        if self._announcements is not None:
+            self._announcements.close()
         for link in self.links.values():
             if link.socket is not None and self.loop is not None:
                 self.loop.remove_reader(link.socket.fileno())
@@ -452,7 +462,7 @@ class VrrpService:
                 self._release(instance)
             elif isinstance(action, AnnounceAddresses):
                 if instance.has_addresses:
-                    self._announce(instance, instance.config.garp_repeat)
+                    self.announcements.send(instance, instance.config.garp_repeat)
             elif isinstance(action, StateChanged):
                 self._changed(instance, action)
             elif isinstance(action, WantsMaster):
@@ -496,7 +506,7 @@ class VrrpService:
                 await self._change_addresses(instance, adding)
                 instance.has_addresses = adding
                 if adding and instance.wants_addresses:
-                    self._announced(instance)
+                    self.announcements.taken_over(instance)
         finally:
             instance.address_task = None
 
@@ -510,47 +520,6 @@ class VrrpService:
             instance.counters.errors["netlink"] += 1
             log.error("%s: %s addresses failed: %s", instance.name,
                       "adding" if adding else "removing", exc)  # fmt: skip
-
-    def _announced(self, instance: Instance) -> None:
-        """The addresses are in place: announce them now and, as keepalived does, again
-        after vrrp_garp_master_delay, and every vrrp_garp_master_refresh from now on."""
-        assert self.loop is not None
-        config = instance.config
-        instance.cancel_announcements()
-        self._announce(instance, config.garp_repeat)
-        if config.garp_refresh_delay > 0:
-            instance.announcements["second burst"] = self.loop.call_later(
-                config.garp_refresh_delay, self._announce_again, instance, "second burst"
-            )
-        if config.garp_refresh_interval > 0:
-            instance.announcements["refresh"] = self.loop.call_later(
-                config.garp_refresh_interval, self._announce_again, instance, "refresh"
-            )
-
-    def _announce_again(self, instance: Instance, which: str) -> None:
-        instance.announcements.pop(which, None)
-        if instance.machine.state is not State.MASTER:
-            return
-        config = instance.config
-        if which == "second burst":
-            self._announce(instance, config.garp_repeat)
-            return
-        self._announce(instance, config.garp_refresh_repeat)
-        assert self.loop is not None
-        instance.announcements["refresh"] = self.loop.call_later(
-            config.garp_refresh_interval, self._announce_again, instance, "refresh"
-        )
-
-    def _announce(self, instance: Instance, count: int, done: int = 0) -> None:
-        if done and instance.machine.state is not State.MASTER:
-            return
-        interval = instance.config.garp_interval
-        for sent in range(done, count):
-            placement.announce(instance.link, instance.config)
-            if interval > 0 and sent + 1 < count:
-                assert self.loop is not None
-                self.loop.call_later(interval, self._announce, instance, count, sent + 1)
-                return
 
     def _changed(self, instance: Instance, change: StateChanged) -> None:
         instance.counters.transitions += 1
