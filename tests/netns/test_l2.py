@@ -104,6 +104,11 @@ def test_vms_on_two_nodes_ping_over_vxlan_and_a_second_converge_changes_nothing(
     assert after.vxlans[1001].index == before.vxlans[1001].index
     assert [str(p) for p in after.vxlans[1001].peers] == ["192.0.2.2"]
     assert pings(lab, "vm1", "10.10.0.2")
+    # L2 only, as Neutron's bridges: no IPv6 on what the node bridges (no router
+    # solicitations, MLD or DAD, nor the neighbour entries they leave in the shared table).
+    for device in ("brq8f3a1c2e-5b", "vxlan-1001", "tap11111111-aa"):
+        path = f"/proc/sys/net/ipv6/conf/{device}/disable_ipv6"
+        assert lab.run("n1", ["cat", path]).stdout.strip() == "1", device
 
 
 def test_changing_the_peers_updates_the_flooding_entries(lab: Lab) -> None:

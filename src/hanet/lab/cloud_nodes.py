@@ -205,6 +205,18 @@ def remove_namespaces(names: Iterable[str]) -> list[str]:
     return failed
 
 
+def as_a_cloud_node(namespace: str) -> None:
+    """A network or compute node keeps the kernel's ``arp_accept`` 0, as a real one does:
+    the lab's 1 (hanet.lab.lab.HOST_SYSCTLS, for its VRRP hosts) made every bridge, tap and
+    VXLAN device the agent plugs learn an ARP entry from each router's GARPs. The kernel's
+    neighbour table is shared by all namespaces (gc_thresh3, 1,024 entries by default), and
+    at about 250 routers a node it overflowed: adverts went unsent and the routers flapped
+    (docs/BENCHMARKS.md, the lab cloud)."""
+    with inside(namespace):
+        for setting in Path("/proc/sys/net/ipv4/conf").glob("*/arp_accept"):
+            setting.write_text("0")
+
+
 def create_namespace(name: str) -> None:
     """A fresh host: lo up, the lab's sysctls (as hanet.lab.lab.Lab sets them)."""
     add_namespace(name)

@@ -30,6 +30,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from hanet.linux.addresses import open_netlink
 from hanet.linux.netns import NamespaceNotFound, WrongNamespace
+from hanet.linux.sysctl import disable_ipv6
 
 BRIDGE_PREFIX = "brq"
 VXLAN_PREFIX = "vxlan-"
@@ -236,7 +237,12 @@ def _check_mtu(network: str, mtu: int) -> None:
 
 
 async def _ensure_bridge(
-    ipr: AsyncIPRoute, network: str, mtu: int, links: dict[str, Any], changes: list[str]
+    ipr: AsyncIPRoute,
+    netns: str | None,
+    network: str,
+    mtu: int,
+    links: dict[str, Any],
+    changes: list[str],
 ) -> int:
     name = bridge_name(network)
     msg = links.get(name)
@@ -244,6 +250,7 @@ async def _ensure_bridge(
         if msg is None:
             # Snooping off: VRRP and other multicast reach every port without a querier.
             await ipr.link("add", ifname=name, kind="bridge", br_mcast_snooping=0, mtu=mtu)
+            disable_ipv6(netns, name)
             changes.append(f"created {name}")
             msg = await _get(ipr, name)
         elif _kind(msg) != "bridge":
@@ -345,7 +352,7 @@ async def ensure_vxlan_network(
         if underlay not in links:
             raise L2Error(f"network {network_id}: device {name}: no underlay device {underlay!r}")
         under_index = links[underlay]["index"]
-        bridge = await _ensure_bridge(ipr, network_id, mtu, links, changes)
+        bridge = await _ensure_bridge(ipr, netns, network_id, mtu, links, changes)
         msg = links.get(name)
         if msg is not None and _kind(msg) != "vxlan":
             raise _wrong_kind(network_id, name, msg, "VXLAN")
@@ -366,6 +373,7 @@ async def ensure_vxlan_network(
                                **_vxlan_spec(vni, local_ip, under_index, group_ip))  # fmt: skip
             except NetlinkError as exc:
                 raise _fail(network_id, name, "cannot create it", exc) from None
+            disable_ipv6(netns, name)
             changes.append(f"created {name}")
             msg = await _get(ipr, name)
         await _enslave(ipr, network_id, msg, bridge, mtu, changes)
@@ -415,7 +423,7 @@ async def ensure_flat_network(
             raise L2Error(f"network {network_id}: device {interface}: no such interface")
         if _kind(msg) == "bridge" or interface.startswith(OUR_PREFIXES):
             raise L2Error(f"network {network_id}: device {interface}: not a physical interface")
-        bridge = await _ensure_bridge(ipr, network_id, mtu, links, changes)
+        bridge = await _ensure_bridge(ipr, netns, network_id, mtu, links, changes)
         master = msg.get("master")
         if master not in (None, bridge):
             owner = next(iter(await ipr.link("get", index=master)))
@@ -463,6 +471,7 @@ async def plug_port(
             except NetlinkError as exc:
                 what = f"cannot create the veth pair with {peer}"
                 raise _fail(network_id, tap, what, exc) from None
+            disable_ipv6(netns, tap)
             changes.append(f"created {tap} with {peer}")
             links = await _named(ipr, tap, peer)
             msg = links[tap]

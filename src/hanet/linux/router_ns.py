@@ -22,7 +22,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from hanet.linux import l2
 from hanet.linux.addresses import open_netlink
-from hanet.linux.netns import NETNS_DIR, inside
+from hanet.linux.netns import NETNS_DIR
+from hanet.linux.sysctl import set_sysctls
 
 ROUTER_DEVICE_PREFIXES = ("qr-", "qg-", "ha-")
 METADATA_ADDRESS = "169.254.169.254/32"
@@ -62,21 +63,13 @@ async def _ip(*argv: str) -> None:
         raise RouterNamespaceError(f"ip {' '.join(argv)}: {err.decode(errors='replace').strip()}")
 
 
-def _sysctls(namespace: str, values: dict[str, str]) -> None:
-    with inside(namespace):
-        for key, value in values.items():
-            path = Path("/proc/sys", key)
-            if path.read_text().strip() != value:
-                path.write_text(value)
-
-
 async def ensure_namespace(namespace: str) -> bool:
     """The namespace with forwarding on and ``lo`` up; True if it was made now."""
     created = not exists(namespace)
     if created:
         await _ip("netns", "add", namespace)
     try:
-        _sysctls(namespace, ROUTER_SYSCTLS)
+        set_sysctls(namespace, ROUTER_SYSCTLS)
     except OSError as exc:
         raise RouterNamespaceError(f"namespace {namespace}: sysctl: {exc}") from None
     ipr = await open_netlink(namespace)
@@ -161,7 +154,7 @@ async def wire_port(
             changes.append(f"{device} " + " ".join(f"{k}={v}" for k, v in sorted(wanted.items())))
         if device.startswith(("qr-", "qg-")):
             # Before the device is up: a standby must send nothing from the master's MAC.
-            _sysctls(
+            set_sysctls(
                 namespace,
                 {
                     f"net/ipv6/conf/{device}/addr_gen_mode": "1",
