@@ -196,8 +196,8 @@ class Cloud:
     def _build(self, progress: Progress, timeout: float) -> None:
         progress("namespaces, switch and links")
         self.lab.up()
-        for name in [*self.network_nodes, *self.compute_nodes]:
-            nodes.as_a_cloud_node(self.lab.ns(name))
+        for namespace in [self.lab.switch_ns, *(self.lab.ns(name) for name in self.nodes)]:
+            nodes.learn_no_arp_from_garps(namespace)
         for name in self.nodes:
             addresses = {
                 ifname: " ".join(str(a) for a in link.addresses)

@@ -205,13 +205,15 @@ def remove_namespaces(names: Iterable[str]) -> list[str]:
     return failed
 
 
-def as_a_cloud_node(namespace: str) -> None:
-    """A network or compute node keeps the kernel's ``arp_accept`` 0, as a real one does:
-    the lab's 1 (hanet.lab.lab.HOST_SYSCTLS, for its VRRP hosts) made every bridge, tap and
-    VXLAN device the agent plugs learn an ARP entry from each router's GARPs. The kernel's
-    neighbour table is shared by all namespaces (gc_thresh3, 1,024 entries by default), and
-    at about 250 routers a node it overflowed: adverts went unsent and the routers flapped
-    (docs/BENCHMARKS.md, the lab cloud)."""
+def learn_no_arp_from_garps(namespace: str) -> None:
+    """The kernel's ``arp_accept`` 0 in a namespace of the cloud (its switch, nodes, upstream),
+    as on real machines: the lab's 1 (hanet.lab.lab.HOST_SYSCTLS, for its VRRP hosts) made
+    every bridge and host learn an ARP entry from each router's GARPs. The kernel's
+    neighbour table is shared by all namespaces (1,024 entries, gc_thresh3), and entries
+    just learnt cannot be reclaimed: at about 250 routers a node it was full, adverts went
+    unsent and the routers flapped (docs/BENCHMARKS.md, the lab cloud). A router's port has
+    one MAC on every node, so upstream's entries stay right across a fail-over; GARPs still
+    update existing entries and teach the bridges where the MAC now is."""
     with inside(namespace):
         for setting in Path("/proc/sys/net/ipv4/conf").glob("*/arp_accept"):
             setting.write_text("0")
