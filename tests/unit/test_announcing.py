@@ -78,3 +78,18 @@ def test_close_drops_what_waits() -> None:
         assert sent.log == [] and not queue.rounds
 
     asyncio.run(scenario())
+
+
+def test_first_rounds_go_before_every_repeat() -> None:
+    """A take-over's first round moves the data path: it does not wait behind the repeats
+    of earlier take-overs."""
+
+    async def scenario() -> list[str]:
+        sent = Sent(expected=5)
+        queue = AnnounceQueue(asyncio.get_running_loop(), sent)
+        queue.push("a", 3)  # type: ignore[arg-type]
+        queue.push("b", 2, first=True)  # type: ignore[arg-type]
+        await asyncio.wait_for(sent.done.wait(), WAIT)
+        return sent.log
+
+    assert asyncio.run(scenario()) == ["b", "a", "b", "a", "a"]

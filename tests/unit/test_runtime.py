@@ -38,6 +38,12 @@ class FakeNetlink:
 class FakeSocket:
     def __init__(self) -> None:
         self.sent: list[bytes] = []
+        self.waiting: list[bytes] = []  # received, not read yet
+        self.overflows = 0
+
+    def receive_batch(self, limit: int) -> list[bytes]:
+        batch, self.waiting = self.waiting[:limit], self.waiting[limit:]
+        return batch
 
     def prepare(self, source: Any, destination: Any) -> Any:
         return (source, destination)
@@ -162,3 +168,32 @@ def test_a_master_sends_its_cached_advert_and_a_new_config_rebuilds_it() -> None
 
     sent, before, after = asyncio.run(scenario())
     assert sent == [before, before, after] and before != after
+
+
+def test_a_backup_reads_its_link_before_declaring_its_master_down() -> None:
+    """On a busy node the master's adverts can wait unread when the backup's timer fires:
+    it reads them first, and takes over only if none came."""
+    from hanet.vrrp import Startup, State
+
+    service, link = make_service(config(1))
+    instance = link.instances[1]
+    sock: FakeSocket = link.socket  # type: ignore[assignment]
+
+    async def scenario() -> None:
+        loop = service.loop = asyncio.get_running_loop()
+        now = loop.time()
+        service._apply(instance, instance.machine.handle(Startup(), now))
+        service._on_packet(link, advert(1), now)  # a master of priority 200
+        deadline = instance.machine.next_deadline()
+        assert deadline is not None and instance.machine.state is State.BACKUP
+        sock.waiting = [advert(1)]  # its next advert came, but the loop was busy
+        service._on_due(instance, deadline + 0.05)
+        assert instance.machine.state is State.BACKUP and sock.waiting == []
+        later = instance.machine.next_deadline()
+        assert later is not None and later > deadline
+        service._on_due(instance, later + 0.01)  # nothing waiting: the master is down
+        assert instance.machine.state is State.MASTER
+        while instance.address_task is not None:
+            await asyncio.sleep(0)
+
+    asyncio.run(scenario())

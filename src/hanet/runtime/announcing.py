@@ -1,10 +1,10 @@
-"""Repeated gratuitous ARPs / unsolicited NAs, sent within a time budget per wake-up.
+"""Gratuitous ARPs / unsolicited NAs, sent within a time budget per wake-up.
 
-A take-over sends the first round of announcements at once: that is what moves the data
-path (bridges learn where the router's MAC now is). The repeats (``garp_repeat`` rounds in
-all, the second burst after ``garp_refresh_delay``, refreshes) only guard against a lost
-first round, so they wait here and go out a round at a time, one instance after another,
-for at most BUDGET seconds per wake-up.
+The first round of a take-over is what moves the data path (bridges learn where the
+router's MAC now is): it goes first, in the order of the take-overs, on the loop's next
+turn. The repeats (``garp_repeat`` rounds in all, the second burst after
+``garp_refresh_delay``, refreshes) only guard against a lost first round, so they follow a
+round at a time, one instance after another. Each wake-up sends for at most BUDGET seconds.
 
 Why: an announcement is a broadcast, and on a Linux bridge it is copied to every port of
 the segment in the sender's system call. In a lab cloud on one machine, the external
@@ -28,8 +28,8 @@ from hanet.vrrp import State
 if TYPE_CHECKING:
     from hanet.runtime.instance import Instance
 
-BUDGET = 0.004  # seconds of announcing per wake-up
-PAUSE = 0.01  # seconds between wake-ups while rounds wait
+BUDGET = 0.005  # seconds of announcing per wake-up
+PAUSE = 0.005  # seconds between wake-ups while rounds wait: at most half the loop's time
 
 
 class AnnounceQueue:
@@ -46,37 +46,43 @@ class AnnounceQueue:
         pause: float = PAUSE,
     ) -> None:
         self.loop, self.send, self.budget, self.pause = loop, send, budget, pause
-        self.rounds: dict[Instance, int] = {}  # insertion order is the sending order
+        self.first: dict[Instance, int] = {}  # take-overs: rounds owed, first round first
+        self.rounds: dict[Instance, int] = {}  # repeats; insertion order is the sending order
         self.handle: asyncio.Handle | None = None
 
-    def push(self, instance: Instance, rounds: int) -> None:
-        """Owe ``rounds`` more rounds to ``instance`` (not added to what it is owed)."""
+    def push(self, instance: Instance, rounds: int, first: bool = False) -> None:
+        """Owe ``rounds`` more rounds to ``instance`` (not added to what it is owed); with
+        ``first``, its first round goes before every repeat."""
         if rounds <= 0:
             return
-        self.rounds[instance] = max(rounds, self.rounds.get(instance, 0))
+        queue = self.first if first else self.rounds
+        queue[instance] = max(rounds, queue.get(instance, 0))
         if self.handle is None:
             self.handle = self.loop.call_soon(self._drain)
 
     def waiting(self, instance: Instance) -> int:
-        return self.rounds.get(instance, 0)
+        return max(self.first.get(instance, 0), self.rounds.get(instance, 0))
 
     def _drain(self) -> None:
         self.handle = None
         deadline = time.monotonic() + self.budget
-        while self.rounds:
-            instance = next(iter(self.rounds))
-            left = self.rounds.pop(instance)
+        while self.first or self.rounds:
+            queue = self.first or self.rounds
+            instance = next(iter(queue))
+            left = queue.pop(instance)
             if self.send(instance) and left > 1:
-                self.rounds[instance] = left - 1  # to the back: repeats are spread out
+                # To the back of the repeats: an instance's rounds are spread out.
+                self.rounds[instance] = max(left - 1, self.rounds.pop(instance, 0))
             if time.monotonic() >= deadline:
                 break
-        if self.rounds:
+        if self.first or self.rounds:
             self.handle = self.loop.call_later(self.pause, self._drain)
 
     def close(self) -> None:
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
+        self.first.clear()
         self.rounds.clear()
 
 
@@ -106,15 +112,12 @@ class Announcements:
             )
 
     def send(self, instance: Instance, count: int, first_now: bool = True) -> None:
-        """``count`` rounds; the first at once (what moves the data path after a take-over)
-        unless ``first_now`` is false."""
+        """``count`` rounds; the first before any repeat (what moves the data path after a
+        take-over) unless ``first_now`` is false."""
         if instance.config.garp_interval > 0:
             self._spaced(instance, count)
-        elif count > 0 and first_now:
-            placement.announce(instance.link, instance.config)
-            self.queue.push(instance, count - 1)
         else:
-            self.queue.push(instance, count)
+            self.queue.push(instance, count, first=first_now)
 
     def _again(self, instance: Instance, which: str) -> None:
         instance.announcements.pop(which, None)

@@ -387,6 +387,16 @@ class VrrpService:
             self.loop.remove_reader(link.socket.fileno())
             link.resume = self.loop.call_at(resume_at, self._resume_reading, link, now)
 
+    def _read_now(self, link: Link, now: float) -> None:
+        if link.socket is None:
+            return
+        if link.resume is not None:  # held off by the pacer: read now instead
+            assert self.loop is not None
+            link.resume.cancel()
+            link.resume = None
+            self.loop.add_reader(link.socket.fileno(), self._on_readable, link)
+        self._on_readable(link, now)
+
     def _resume_reading(self, link: Link, held_since: float) -> None:
         link.resume = None
         if link.socket is None:
@@ -445,6 +455,15 @@ class VrrpService:
         deadline = machine.next_deadline()
         if deadline is None:
             return
+        if deadline <= now + SLACK and machine.state is State.BACKUP:
+            # Before a backup declares its master down, it reads what its link holds: on a
+            # busy node the master's adverts can be waiting there, unread, and a take-over
+            # on a busy node makes it busier (addresses, GARPs). Such adverts are dated now,
+            # so a master that really died is taken over late by the loop's lag at most.
+            self._read_now(instance.link, now)
+            deadline = machine.next_deadline()
+            if deadline is None:
+                return
         if deadline > now + SLACK:
             self.scheduler.want(instance, deadline)  # the deadline moved on since queued
             return
