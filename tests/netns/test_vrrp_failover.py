@@ -204,3 +204,17 @@ def test_sighup_keeps_the_master(lan, daemons) -> None:
     wait_until(lambda: r2.status()["vr"]["adverts_received"] >= received + 10, 5, "adverts")
     assert r1.proc.poll() is None and r1.holds(VIP4)
     assert r2.status()["vr"]["transitions"] == transitions
+
+
+def test_a_master_leaves_no_neighbour_entry_for_its_adverts(lan, daemons) -> None:
+    """IPv4 adverts go out as frames: through the IP stack each sending interface kept an
+    entry for 224.0.0.18 in the kernel's neighbour table, which every namespace shares (a
+    thousand router namespaces filled it, and adverts went unsent)."""
+    r1 = daemons("hanet", lan, "r1", {"vr": instance(priority=200)})
+    r2 = daemons("hanet", lan, "r2", {"vr": instance(priority=100)})
+    r1.wait_master(VIP4)
+    wait_until(lambda: r2.status().get("vr", {}).get("master") == "10.0.0.1", 5,
+               "r2 to hear r1's adverts")  # fmt: skip
+    assert r1.status()["vr"]["adverts_sent"] >= 3
+    neighbours = lan.run("r1", ["ip", "-4", "neigh", "show", "nud", "all"]).stdout
+    assert "224.0.0.18" not in neighbours, neighbours

@@ -3,6 +3,14 @@
 One socket per (namespace, interface, family). It joins 224.0.0.18 or ff02::12, sends with
 TTL / hop limit 255 and TOS 0xc0 (as keepalived does), and hands received packets back as a
 whole IP packet so that one decoder (hanet.vrrp.decode_ip_packet) checks everything.
+
+IPv4 adverts to 224.0.0.18 go out as whole Ethernet frames on a packet socket when the
+interface's MAC is known: sent through the IP stack, each interface that sends one keeps an
+entry for 224.0.0.18 in the kernel's neighbour table, and that table is shared by every
+namespace of the machine (1,024 entries by default, gc_thresh3). A network node with a
+thousand routers, each in its own namespace, filled it: new entries were refused and
+adverts went unsent ("neighbor table overflow"). Frames need no entry. The frame is what
+the kernel would send: the multicast MAC of RFC 1112 §6.4, TTL 255, TOS 0xc0.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
+from hanet.linux.announce_socket import close_off_loop
+from hanet.vrrp.checksum import internet_checksum
 from hanet.vrrp.codec import GROUP_V4, GROUP_V6, PROTOCOL_VRRP, IPAddress
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
@@ -30,12 +40,21 @@ SO_ATTACH_FILTER, SO_DETACH_FILTER = 26, 27
 BPF_LD, BPF_LDX, BPF_JMP, BPF_RET = 0x00, 0x01, 0x05, 0x06
 BPF_B, BPF_ABS, BPF_IND, BPF_MSH, BPF_JEQ, BPF_K = 0x10, 0x20, 0x40, 0xA0, 0x10, 0x00
 MAX_FILTERED_VRIDS = 200  # a jump offset is one byte
+ETH_P_IP = 0x0800
+GROUP_V4_MAC = b"\x01\x00\x5e\x00\x00\x12"  # 224.0.0.18's (RFC 1112 §6.4)
+FRAMED = "frame"  # marks what prepare() returned for a framed send
+MAX_CACHED_FRAMES = 1024
 
 
 class VrrpSocket:
-    def __init__(self, ifname: str, ifindex: int, family: int) -> None:
+    def __init__(self, ifname: str, ifindex: int, family: int, mac: bytes | None = None) -> None:
+        """Open it in the interface's namespace. With the interface's ``mac``, IPv4
+        multicast adverts are sent as frames (see the module's docstring)."""
         self.ifname, self.ifindex, self.family = ifname, ifindex, family
-        self._prepared: dict[tuple[IPAddress, IPAddress], tuple[Any, int, Any]] = {}
+        self.mac = mac if family == socket.AF_INET else None
+        self.frames: socket.socket | None = None
+        self._framed: dict[tuple[bytes, bytes], bytes] = {}
+        self._prepared: dict[tuple[IPAddress, IPAddress], tuple[Any, Any, Any]] = {}
         # Packets the kernel dropped because our receive buffer was full: as it last said
         # (a u32 that counts from the socket's opening), and how many nobody took yet.
         self._overflow_mark = 0
@@ -43,6 +62,11 @@ class VrrpSocket:
         self.sock = socket.socket(family, socket.SOCK_RAW, PROTOCOL_VRRP)
         try:
             self._configure()
+            if self.mac is not None:
+                # Protocol 0 and never bound: it receives nothing, and opening it costs no
+                # RCU grace period (see hanet.linux.announce_socket).
+                self.frames = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+                self.frames.setblocking(False)
         except OSError:
             self.sock.close()
             raise
@@ -110,25 +134,47 @@ class VrrpSocket:
 
     def close(self) -> None:
         self.sock.close()
+        if self.frames is not None:
+            close_off_loop(self.frames)  # a packet socket's close waits for a grace period
+            self.frames = None
 
     def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
         """Send from ``source``: the checksum's pseudo-header must match the real header."""
         self.send_prepared(message, self.prepare(source, destination))
 
-    def send_prepared(self, message: bytes, prepared: tuple[Any, int, Any]) -> None:
+    def send_prepared(self, message: bytes, prepared: tuple[Any, Any, Any]) -> None:
         """Send with what prepare() returned: the hot path of a master, no look-ups."""
+        if prepared[0] is FRAMED:
+            key = (message, prepared[1])
+            frame = self._framed.get(key)
+            if frame is None:
+                if len(self._framed) >= MAX_CACHED_FRAMES:
+                    self._framed.clear()
+                frame = self._framed[key] = self._frame(message, prepared[1])
+            assert self.frames is not None
+            self.frames.sendto(frame, prepared[2])
+            return
         self.sock.sendmsg([message], *prepared)
 
-    def prepare(self, source: IPAddress, destination: IPAddress) -> tuple[Any, int, Any]:
+    def _frame(self, message: bytes, source: bytes) -> bytes:
+        assert self.mac is not None
+        header = struct.pack("!BBHHHBBH4s4s", 0x45, TOS_NETWORK_CONTROL, 20 + len(message),
+                             0, 0, 255, PROTOCOL_VRRP, 0, source, GROUP_V4.packed)  # fmt: skip
+        header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
+        return GROUP_V4_MAC + self.mac + struct.pack("!H", ETH_P_IP) + header + message
+
+    def prepare(self, source: IPAddress, destination: IPAddress) -> tuple[Any, Any, Any]:
         key = (source, destination)
         prepared = self._prepared.get(key)
         if prepared is None:
             prepared = self._prepared[key] = self._prepare(source, destination)
         return prepared
 
-    def _prepare(self, source: IPAddress, destination: IPAddress) -> tuple[Any, int, Any]:
+    def _prepare(self, source: IPAddress, destination: IPAddress) -> tuple[Any, Any, Any]:
         """Ancillary data and address, built once per (source, destination)."""
         if self.family == socket.AF_INET:
+            if self.frames is not None and destination == GROUP_V4:
+                return FRAMED, source.packed, (self.ifname, ETH_P_IP)
             info = struct.pack("I4s4s", self.ifindex, source.packed, bytes(4))
             return [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0, (str(destination), 0)
         info = source.packed + struct.pack("@I", self.ifindex)

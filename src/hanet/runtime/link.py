@@ -49,7 +49,9 @@ class Link:
         self.devices = netaddr.DeviceIndex(self.ipr, {self.ifname: self.facts.index})
         with inside(self.netns):
             sock_family = socket.AF_INET if self.family == 4 else socket.AF_INET6
-            self.socket = VrrpSocket(self.ifname, self.facts.index, sock_family)
+            # Frames need an Ethernet address (a device without one keeps the IP path).
+            mac = mac_bytes(self.facts.mac) if self.facts.mac.strip("0:") else None
+            self.socket = VrrpSocket(self.ifname, self.facts.index, sock_family, mac)
         # Its sockets open on the first announcement, in this namespace (Announcer).
         self.announcer = Announcer(self.netns, self.ifname, self.facts.index,
                                    mac_bytes(self.facts.mac))  # fmt: skip
