@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import ipaddress
 import socket
 import struct
@@ -152,7 +153,13 @@ class VrrpSocket:
                     self._framed.clear()
                 frame = self._framed[key] = self._frame(message, prepared[1])
             assert self.frames is not None
-            self.frames.sendto(frame, prepared[2])
+            try:
+                self.frames.sendto(frame, prepared[2])
+            except OSError as exc:
+                # A device that is down: the advert could go nowhere, and the raw IP socket
+                # drops it without a word too (a master there goes FAULT by its tracking).
+                if exc.errno != errno.ENETDOWN:
+                    raise
             return
         self.sock.sendmsg([message], *prepared)
 
