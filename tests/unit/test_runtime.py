@@ -45,7 +45,7 @@ class FakeSocket:
         batch, self.waiting = self.waiting[:limit], self.waiting[limit:]
         return batch
 
-    def prepare(self, source: Any, destination: Any) -> Any:
+    def prepare(self, source: Any, destination: Any, message: bytes) -> Any:
         return (source, destination)
 
     def send_prepared(self, message: bytes, prepared: Any) -> None:

@@ -25,8 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from hanet.linux.announce_socket import close_off_loop
-from hanet.vrrp.checksum import internet_checksum
-from hanet.vrrp.codec import GROUP_V4, GROUP_V6, PROTOCOL_VRRP, IPAddress
+from hanet.vrrp.codec import GROUP_V4, GROUP_V6, PROTOCOL_VRRP, IPAddress, ipv4_header
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
@@ -44,7 +43,6 @@ MAX_FILTERED_VRIDS = 200  # a jump offset is one byte
 ETH_P_IP = 0x0800
 GROUP_V4_MAC = b"\x01\x00\x5e\x00\x00\x12"  # 224.0.0.18's (RFC 1112 §6.4)
 FRAMED = "frame"  # marks what prepare() returned for a framed send
-MAX_CACHED_FRAMES = 1024
 
 
 class VrrpSocket:
@@ -54,7 +52,6 @@ class VrrpSocket:
         self.ifname, self.ifindex, self.family = ifname, ifindex, family
         self.mac = mac if family == socket.AF_INET else None
         self.frames: socket.socket | None = None
-        self._framed: dict[tuple[bytes, bytes], bytes] = {}
         self._prepared: dict[tuple[IPAddress, IPAddress], tuple[Any, Any, Any]] = {}
         # Packets the kernel dropped because our receive buffer was full: as it last said
         # (a u32 that counts from the socket's opening), and how many nobody took yet.
@@ -141,20 +138,14 @@ class VrrpSocket:
 
     def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
         """Send from ``source``: the checksum's pseudo-header must match the real header."""
-        self.send_prepared(message, self.prepare(source, destination))
+        self.send_prepared(message, self.prepare(source, destination, message))
 
     def send_prepared(self, message: bytes, prepared: tuple[Any, Any, Any]) -> None:
         """Send with what prepare() returned: the hot path of a master, no look-ups."""
-        if prepared[0] is FRAMED:
-            key = (message, prepared[1])
-            frame = self._framed.get(key)
-            if frame is None:
-                if len(self._framed) >= MAX_CACHED_FRAMES:
-                    self._framed.clear()
-                frame = self._framed[key] = self._frame(message, prepared[1])
+        if prepared[0] is FRAMED:  # the whole frame, message included
             assert self.frames is not None
             try:
-                self.frames.sendto(frame, prepared[2])
+                self.frames.sendto(prepared[1], prepared[2])
             except OSError as exc:
                 # A device that is down: the advert could go nowhere, and the raw IP socket
                 # drops it without a word too (a master there goes FAULT by its tracking).
@@ -163,14 +154,16 @@ class VrrpSocket:
             return
         self.sock.sendmsg([message], *prepared)
 
-    def _frame(self, message: bytes, source: bytes) -> bytes:
-        assert self.mac is not None
-        header = struct.pack("!BBHHHBBH4s4s", 0x45, TOS_NETWORK_CONTROL, 20 + len(message),
-                             0, 0, 255, PROTOCOL_VRRP, 0, source, GROUP_V4.packed)  # fmt: skip
-        header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
-        return GROUP_V4_MAC + self.mac + struct.pack("!H", ETH_P_IP) + header + message
-
-    def prepare(self, source: IPAddress, destination: IPAddress) -> tuple[Any, Any, Any]:
+    def prepare(
+        self, source: IPAddress, destination: IPAddress, message: bytes
+    ) -> tuple[Any, Any, Any]:
+        """What send_prepared needs to send ``message``; the caller keeps it with the message
+        (hanet.runtime.instance's plans), so a master builds nothing per advert."""
+        if self.frames is not None and destination == GROUP_V4:
+            assert self.mac is not None
+            ip = ipv4_header(source.packed, GROUP_V4.packed, len(message))
+            frame = GROUP_V4_MAC + self.mac + struct.pack("!H", ETH_P_IP) + ip + message
+            return FRAMED, frame, (self.ifname, ETH_P_IP)
         key = (source, destination)
         prepared = self._prepared.get(key)
         if prepared is None:
@@ -180,8 +173,6 @@ class VrrpSocket:
     def _prepare(self, source: IPAddress, destination: IPAddress) -> tuple[Any, Any, Any]:
         """Ancillary data and address, built once per (source, destination)."""
         if self.family == socket.AF_INET:
-            if self.frames is not None and destination == GROUP_V4:
-                return FRAMED, source.packed, (self.ifname, ETH_P_IP)
             info = struct.pack("I4s4s", self.ifindex, source.packed, bytes(4))
             return [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0, (str(destination), 0)
         info = source.packed + struct.pack("@I", self.ifindex)

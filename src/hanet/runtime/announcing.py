@@ -60,9 +60,6 @@ class AnnounceQueue:
         if self.handle is None:
             self.handle = self.loop.call_soon(self._drain)
 
-    def waiting(self, instance: Instance) -> int:
-        return max(self.first.get(instance, 0), self.rounds.get(instance, 0))
-
     def _drain(self) -> None:
         self.handle = None
         deadline = time.monotonic() + self.budget

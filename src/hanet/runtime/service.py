@@ -494,11 +494,10 @@ class VrrpService:
         assert sock is not None
         plan = instance.plans.get(priority)
         if plan is None:
-            plan = instance.plans[priority] = [
-                (destination, instance.message(priority, destination),
-                 sock.prepare(instance.source, destination))
-                for destination in instance.destinations
-            ]  # fmt: skip
+            plan = instance.plans[priority] = []
+            for target in instance.destinations:
+                text = instance.message(priority, target)
+                plan.append((target, text, sock.prepare(instance.source, target, text)))
         for destination, message, prepared in plan:
             try:
                 sock.send_prepared(message, prepared)

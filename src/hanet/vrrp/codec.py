@@ -148,25 +148,18 @@ def encode_message(adv: Advertisement, *, v3_ipv4_pseudo_header: bool = True) ->
     return head + struct.pack("!H", checksum) + body
 
 
+def ipv4_header(source: bytes, target: bytes, payload: int, ttl: int = 255) -> bytes:
+    """The IPv4 header of a VRRP packet of ``payload`` bytes: TOS 0xc0, as keepalived."""
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, IPV4_HEADER_MIN + payload, 0, 0, ttl,
+                         PROTOCOL_VRRP, 0, source, target)  # fmt: skip
+    return header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
+
+
 def encode_ip_packet(adv: Advertisement, *, v3_ipv4_pseudo_header: bool = True) -> bytes:
     """A whole IP packet (header included), the form decode_ip_packet takes."""
     message = encode_message(adv, v3_ipv4_pseudo_header=v3_ipv4_pseudo_header)
     if adv.source.version == 4:
-        header = struct.pack(
-            "!BBHHHBBH4s4s",
-            0x45,
-            0xC0,
-            IPV4_HEADER_MIN + len(message),
-            0,
-            0,
-            adv.ttl,
-            PROTOCOL_VRRP,
-            0,
-            adv.source.packed,
-            adv.target.packed,
-        )
-        header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
-        return header + message
+        return ipv4_header(adv.source.packed, adv.target.packed, len(message), adv.ttl) + message
     header = struct.pack(
         "!IHBB16s16s",
         (6 << 28) | (0xC0 << 20),
