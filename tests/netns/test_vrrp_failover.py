@@ -215,6 +215,6 @@ def test_a_master_leaves_no_neighbour_entry_for_its_adverts(lan, daemons) -> Non
     r1.wait_master(VIP4)
     wait_until(lambda: r2.status().get("vr", {}).get("master") == "10.0.0.1", 5,
                "r2 to hear r1's adverts")  # fmt: skip
-    assert r1.status()["vr"]["adverts_sent"] >= 3
+    wait_until(lambda: r1.status()["vr"]["adverts_sent"] >= 3, 5, "r1 to send a few adverts")
     neighbours = lan.run("r1", ["ip", "-4", "neigh", "show", "nud", "all"]).stdout
     assert "224.0.0.18" not in neighbours, neighbours
