@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import threading
 from types import SimpleNamespace
 from typing import Any
 
@@ -57,7 +58,7 @@ class FakeSocket:
 
 def make_service(*configs: InstanceConfig) -> tuple[VrrpService, Link]:
     service = VrrpService(list(configs))
-    link = Link(None, "eth0", 4)
+    link = Link(None, "eth0", 4, service.netlink)
     link.ipr = FakeNetlink()  # type: ignore[assignment]
     link.socket = FakeSocket()  # type: ignore[assignment]
     link.announcer = SimpleNamespace(announce=lambda ip: None, close=lambda: None)  # type: ignore[assignment]
@@ -197,3 +198,46 @@ def test_a_backup_reads_its_link_before_declaring_its_master_down() -> None:
             await asyncio.sleep(0)
 
     asyncio.run(scenario())
+
+
+class WaitingNetlink(FakeNetlink):
+    """Each request blocks its thread until ``gate`` opens, as a netlink send waits for
+    the kernel's RTNL lock while other processes hold it."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__()
+        self.gate = gate
+
+    async def addr(self, op: str, **kw: Any) -> None:
+        self.gate.wait(3)
+        await super().addr(op, **kw)
+
+
+def test_a_take_over_waiting_for_netlink_never_holds_up_the_adverts() -> None:
+    gate = threading.Event()
+    service, link = make_service(config(1, priority=255))  # the owner: master at once
+    link.ipr = WaitingNetlink(gate)  # type: ignore[assignment]
+    link.devices = DeviceIndex(link.ipr, {"eth0": 2})
+    instance = link.instances[1]
+    sock: FakeSocket = link.socket  # type: ignore[assignment]
+
+    async def scenario() -> None:
+        service.loop = asyncio.get_running_loop()
+        service._begin(instance)
+
+        async def adverts(count: int) -> None:
+            while len(sock.sent) < count:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(adverts(3), 2)  # 0.2 s and more of adverts at 0.1 s
+        assert instance.has_addresses is not True  # its address is still waiting
+        gate.set()
+        await asyncio.wait_for(service._settle(instance), 2)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        gate.set()
+        service.netlink.stop()
+    assert instance.has_addresses is True
+    assert link.ipr.calls[-1] == ("addr add", "10.0.0.101")  # type: ignore[union-attr]

@@ -1,8 +1,10 @@
 """Entering network namespaces from the calling thread.
 
 Sockets remember the namespace they were created in, so a daemon in one namespace can open
-sockets in many: enter, create, leave. Only the calling thread moves; do this before starting
-any threads (pyroute2 forks to open netlink sockets in other namespaces).
+sockets in many: enter, create, leave. Only the calling thread moves, and it comes back to
+where it was, so several threads may do this at once (vrrpd's netlink thread does, beside
+its event loop). pyroute2's ``pushns``/``popns`` keep one stack for the whole process and
+save ``/proc/self`` (the main thread's namespace), so they are not used here.
 """
 
 from __future__ import annotations
@@ -47,11 +49,11 @@ def inside(name: str | None) -> Iterator[None]:
         return
     fd = _open(name)
     try:
-        netns.pushns()  # only saves where we are
+        here = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
             netns.setns(fd)  # an fd: pyroute2 enters it and never creates anything
         except OSError as exc:
-            netns.dropns()
+            os.close(here)
             if exc.errno != errno.EINVAL:
                 raise
             # The file is there but is no namespace: one deleted while its name stayed.
@@ -62,7 +64,10 @@ def inside(name: str | None) -> Iterator[None]:
     try:
         yield
     finally:
-        netns.popns()
+        try:
+            netns.setns(here)
+        finally:
+            os.close(here)
 
 
 SO_NETNS_COOKIE = 71  # Linux 5.14: a socket's network namespace, as a 64-bit cookie

@@ -1,4 +1,7 @@
-"""One (namespace, interface, family): the VRRP socket, netlink and announcers it shares."""
+"""One (namespace, interface, family): the VRRP socket, netlink and announcers it shares.
+
+Its netlink socket is set up, used and closed on the service's netlink thread
+(hanet.runtime.netlink_worker); everything else runs on the event loop."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from hanet.linux.announce_socket import Announcer
 from hanet.linux.netns import inside
 from hanet.linux.vrrp_socket import VrrpSocket
 from hanet.runtime.droplog import DropLog
+from hanet.runtime.netlink_worker import NetlinkWorker
 from hanet.runtime.pacing import BurstPacer
 from hanet.vrrp import AdvertReceived
 from hanet.vrrp.announce import mac_bytes
@@ -25,8 +29,9 @@ if TYPE_CHECKING:
 class Link:
     """One (namespace, interface, family): its socket, netlink handle and instances."""
 
-    def __init__(self, netns: str | None, ifname: str, family: int) -> None:
+    def __init__(self, netns: str | None, ifname: str, family: int, netlink: NetlinkWorker) -> None:
         self.netns, self.ifname, self.family = netns, ifname, family
+        self.netlink = netlink
         self.instances: dict[int, Instance] = {}
         # identity_key(packet) -> the instance and event a full decode gave for it.
         self.accepted: dict[bytes, tuple[Instance, AdvertReceived]] = {}
@@ -39,23 +44,36 @@ class Link:
         self.drops = DropLog(ifname)  # log lines of what its instances drop, rate-limited
 
     async def open(self, vips: set[str]) -> None:
-        self.ipr = await netaddr.open_netlink(self.netns)
-        self.facts = await netaddr.interface_facts(self.ipr, self.ifname, vips)
+        self.ipr, self.facts, self.socket = await self.netlink.run(lambda: self._open(vips))
         primary = self.facts.primary_v4 if self.family == 4 else self.facts.link_local_v6
-        if primary is None:
-            kind = "an IPv4 address" if self.family == 4 else "an IPv6 link-local address"
-            raise netaddr.InterfaceNotFound(f"{self.ifname} has no {kind} to send adverts from")
+        assert primary is not None  # _open refused a link without one
         self.primary: ipaddress.IPv4Address | ipaddress.IPv6Address = primary
         self.devices = netaddr.DeviceIndex(self.ipr, {self.ifname: self.facts.index})
-        with inside(self.netns):
-            sock_family = socket.AF_INET if self.family == 4 else socket.AF_INET6
-            # Frames need an Ethernet address (a device without one keeps the IP path).
-            mac = mac_bytes(self.facts.mac) if self.facts.mac.strip("0:") else None
-            self.socket = VrrpSocket(self.ifname, self.facts.index, sock_family, mac)
         # Its sockets open on the first announcement, in this namespace (Announcer).
         self.announcer = Announcer(self.netns, self.ifname, self.facts.index,
                                    mac_bytes(self.facts.mac))  # fmt: skip
         self.announcers = {self.ifname: self.announcer}
+
+    async def _open(
+        self, vips: set[str]
+    ) -> tuple[AsyncIPRoute, netaddr.InterfaceFacts, VrrpSocket]:
+        """On the netlink thread: nothing is left open if a step fails."""
+        ipr = await netaddr.open_netlink(self.netns)
+        try:
+            facts = await netaddr.interface_facts(ipr, self.ifname, vips)
+            primary = facts.primary_v4 if self.family == 4 else facts.link_local_v6
+            if primary is None:
+                kind = "an IPv4 address" if self.family == 4 else "an IPv6 link-local address"
+                raise netaddr.InterfaceNotFound(f"{self.ifname} has no {kind} to send adverts from")
+            with inside(self.netns):
+                sock_family = socket.AF_INET if self.family == 4 else socket.AF_INET6
+                # Frames need an Ethernet address (a device without one keeps the IP path).
+                mac = mac_bytes(facts.mac) if facts.mac.strip("0:") else None
+                vrrp_socket = VrrpSocket(self.ifname, facts.index, sock_family, mac)
+        except BaseException:
+            ipr.close()
+            raise
+        return ipr, facts, vrrp_socket
 
     def refresh_filter(self) -> None:
         """The kernel's VRID filter follows the link's instances (see
@@ -71,11 +89,17 @@ class Link:
     async def announcer_for(self, ifname: str) -> Announcer:
         """The announcer of another device of this namespace (a Neutron qg- port, say)."""
         if ifname not in self.announcers:
-            assert self.ipr is not None
-            index = await self.devices.index(ifname)
-            facts = await netaddr.interface_facts(self.ipr, ifname, set())
-            self.announcers[ifname] = Announcer(self.netns, ifname, index, mac_bytes(facts.mac))
+            index, mac = await self.netlink.run(lambda: self._device(ifname))
+            if ifname not in self.announcers:  # another caller may have made it meanwhile
+                self.announcers[ifname] = Announcer(self.netns, ifname, index, mac)
         return self.announcers[ifname]
+
+    async def _device(self, ifname: str) -> tuple[int, bytes]:
+        """On the netlink thread: a device's index and Ethernet address."""
+        assert self.ipr is not None
+        index = await self.devices.index(ifname)
+        facts = await netaddr.interface_facts(self.ipr, ifname, set())
+        return index, mac_bytes(facts.mac)
 
     def close(self) -> None:
         if self.resume is not None:
@@ -84,7 +108,8 @@ class Link:
         for announcer in self.announcers.values():
             announcer.close()
         self.announcers = {}
-        for part in (self.socket, self.ipr):
-            if part is not None:
-                part.close()
+        if self.socket is not None:
+            self.socket.close()
+        if self.ipr is not None:
+            self.netlink.call_soon(self.ipr.close)
         self.socket = self.announcer = self.ipr = None

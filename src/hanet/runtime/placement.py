@@ -24,7 +24,8 @@ async def apply(
     adding: bool,
     errors: Counter[str],
 ) -> None:
-    """Every step is tried; a failed one is logged and counted, and the rest still run."""
+    """Every step is tried; a failed one is logged and counted, and the rest still run.
+    The steps run on the netlink thread (hanet.runtime.netlink_worker), one after another."""
     if link.ipr is None:
         return
     address_op: Any = netaddr.add_address if adding else netaddr.remove_address
@@ -40,18 +41,28 @@ async def apply(
         steps.append((f"rule {rule}", _rule(link, rule_op, rule)))
     if not adding:
         steps.reverse()
-    for label, step in steps:
-        try:
-            await step()
-        except Exception as exc:
-            errors["netlink"] += 1
-            log.error("%s %s failed: %s", "adding" if adding else "removing", label, exc)
+    failures = await link.netlink.run(lambda: _run_steps(steps))
+    for label, exc in failures:
+        errors["netlink"] += 1
+        log.error("%s %s failed: %s", "adding" if adding else "removing", label, exc)
     if adding:
         for dev in {vip.dev for vip in vips if vip.dev}:
             try:
                 await link.announcer_for(dev)
             except Exception as exc:
                 log.warning("no announcer for %s: %s", dev, exc)
+
+
+async def _run_steps(
+    steps: list[tuple[str, Callable[[], Awaitable[None]]]],
+) -> list[tuple[str, Exception]]:
+    failures: list[tuple[str, Exception]] = []
+    for label, step in steps:
+        try:
+            await step()
+        except Exception as exc:
+            failures.append((label, exc))
+    return failures
 
 
 def _on_device(link: Link, dev: str, operation: Any, vip: Any) -> Callable[[], Awaitable[None]]:

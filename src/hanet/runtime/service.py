@@ -21,6 +21,7 @@ from hanet.runtime.config import ConfigError, InstanceConfig
 from hanet.runtime.droplog import RECEIVE_BUFFER_OVERFLOW
 from hanet.runtime.instance import Instance
 from hanet.runtime.link import Link
+from hanet.runtime.netlink_worker import NetlinkWorker
 from hanet.runtime.ownership import AddressKey, address_keys, check_instance_set, identity
 from hanet.runtime.scheduler import SLACK, Scheduler
 from hanet.vrrp import (
@@ -73,6 +74,7 @@ class VrrpService:
         self.holds: dict[str, str] = {}
         self._scheduler: Scheduler | None = None
         self._announcements: Announcements | None = None
+        self.netlink = NetlinkWorker()  # netlink waits for the kernel's RTNL lock there
 
     # Start, stop and changes at run time --------------------------------------------------
 
@@ -231,7 +233,7 @@ class VrrpService:
         key = (config.netns, config.interface, config.family)
         link = self.links.get(key)
         if link is None:
-            link = Link(*key)
+            link = Link(*key, self.netlink)
             try:
                 await link.open(self._all_vips(config))
             except BaseException:
@@ -355,6 +357,7 @@ class VrrpService:
                 self.loop.remove_reader(link.socket.fileno())
             link.close()
         self.links.clear()
+        self.netlink.stop()
 
     # Receive -------------------------------------------------------------------------------
 
