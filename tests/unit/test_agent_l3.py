@@ -411,6 +411,28 @@ def test_the_metadata_proxy_runs_on_the_master_only(routers: Routers, tmp_path: 
     run(scenario())
 
 
+def test_a_master_that_does_not_last_starts_no_proxy(routers: Routers, tmp_path: Path) -> None:
+    """A router master for less than the hold (a flap) costs no haproxy run."""
+    a, b, _ = routers.ha
+
+    async def scenario() -> None:
+        n = await node(tmp_path)
+        n.agent.proxy_hold = 0.2
+        await n.agent._on_state(full(a, b))
+        proxies = await running(n.agent._proxy_loop)
+        n.forget()
+        await n.agent._vrrpd_event(state_event(a, "MASTER"))
+        await asyncio.sleep(0.1)
+        await n.agent._vrrpd_event(state_event(a, "BACKUP"))
+        await n.agent._vrrpd_event(state_event(b, "MASTER"))
+        assert await within(n.builder.proxy_calls.get()) == (
+            "start_metadata", b["id"], namespace(b))  # fmt: skip
+        assert n.journal == [("start_metadata", b["id"], namespace(b))]  # a's never started
+        await stop(proxies)
+
+    run(scenario())
+
+
 def test_a_snapshot_before_the_state_starts_the_masters_proxy(
     routers: Routers, tmp_path: Path
 ) -> None:

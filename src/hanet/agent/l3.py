@@ -76,6 +76,11 @@ class L3Agent:
         self.reporter = HaReporter(hold=settings.advert_int, interval=0.2)
         self.report_wakeup = asyncio.Event()
         self.proxies_due: dict[str, bool] = {}  # router: whether its proxy should run
+        # A proxy starts once its router has stayed master this long (as Neutron waits
+        # ha_vrrp_advert_int before acting on a new master): a router that flaps for a
+        # while costs no haproxy runs.
+        self.proxy_hold = max(settings.advert_int, 1.0)
+        self.proxy_timers: dict[str, asyncio.TimerHandle] = {}
         self.proxy_wakeup = asyncio.Event()
         self.proxy_lock = asyncio.Lock()
         self.status_due = asyncio.Event()
@@ -240,8 +245,22 @@ class L3Agent:
 
     def _follow_metadata(self, router: str, state: str) -> None:
         """The proxy follows the state, in the proxy task: starting a proxy takes two
-        haproxy runs, and 1,000 take-overs must not wait for 1,000 of them to be reported."""
-        self.proxies_due[router] = state == "MASTER"
+        haproxy runs, and 1,000 take-overs must not wait for 1,000 of them to be reported.
+        It starts after ``proxy_hold`` as master, and stops at once otherwise."""
+        timer = self.proxy_timers.pop(router, None)
+        if timer is not None:
+            timer.cancel()
+        if state == "MASTER":
+            loop = asyncio.get_running_loop()
+            self.proxy_timers[router] = loop.call_later(self.proxy_hold, self._proxy_due,
+                                                        router, True)  # fmt: skip
+        else:
+            self._proxy_due(router, False)
+
+    def _proxy_due(self, router: str, run: bool) -> None:
+        if run:
+            self.proxy_timers.pop(router, None)
+        self.proxies_due[router] = run
         self.proxy_wakeup.set()
 
     async def _proxy_loop(self) -> None:
