@@ -229,3 +229,24 @@ def test_vrrp_priority_is_the_daemons_nice_value(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(out.stdout) == max(7, os.getpriority(os.PRIO_PROCESS, 0))
+
+
+def test_vrrp_priority_reaches_the_autogroup_of_a_daemon_leading_its_session() -> None:
+    """Autogroups share the cores between sessions whatever the nice values inside them:
+    a daemon that leads its session gives its own autogroup the value; one that does not
+    leaves its session's alone."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not Path("/proc/self/autogroup").exists():
+        pytest.skip("this kernel has no autogroups")
+    code = (
+        "from hanet.cli.vrrpd_commands import _set_nice; _set_nice(7); "
+        "print(open('/proc/self/autogroup').read())"
+    )
+    ours = Path("/proc/self/autogroup").read_text().split()[-1]
+    for new_session, expected in ((True, "7"), (False, ours)):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True, start_new_session=new_session)  # fmt: skip
+        assert out.stdout.split()[-1] == expected, (new_session, out.stdout)
