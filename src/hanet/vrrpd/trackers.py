@@ -78,6 +78,7 @@ class Trackers:
         self.seen = Observations()
         self.tracking: dict[str, Tracking] = {}  # file instances
         self.control: dict[str, Tracking] = {}  # run-time instances
+        self.control_in: dict[str | None, set[str]] = {}  # their names by namespace
         self.faults: dict[str, str | None] = {}
         self.checks: dict[str, tuple[Any, ScriptCheck]] = {}
         self.watchers: dict[str | None, InterfaceWatcher] = {}  # by namespace
@@ -142,7 +143,9 @@ class Trackers:
             self.seen.interfaces_up[name] = up
         else:
             self.seen.interfaces_in.setdefault(netns, {})[name] = up
-        self.reevaluate()
+        # Only the instances tracking that namespace: a node building routers sees a few
+        # link events per router, and each one weighed every instance (O(routers²)).
+        self.reevaluate_namespace(netns)
 
     async def watch(self, namespaces: set[str | None]) -> None:
         """Follow the links of these namespaces too (each one's first dump is done on
@@ -168,6 +171,9 @@ class Trackers:
         """What the run-time instances track now; watchers of namespaces nobody tracks
         any more are stopped (their sockets would keep a deleted namespace alive)."""
         self.control = dict(tracking)
+        self.control_in = {}
+        for name, item in self.control.items():
+            self.control_in.setdefault(item.netns, set()).add(name)
         for name in set(self.faults) - set(self.tracking) - set(self.control):
             del self.faults[name]
         wanted = {None} | {t.netns for t in self.control.values()}
@@ -182,18 +188,31 @@ class Trackers:
         self.reevaluate()
 
     def reevaluate(self) -> None:
+        """Priorities and faults of every instance from what is tracked."""
+        self._reevaluate(set(self.tracking) | set(self.control))
+
+    def reevaluate_namespace(self, netns: str | None) -> None:
+        """Those of the instances that track ``netns``, and of their sync groups."""
+        names = {n for n, t in self.tracking.items() if t.netns == netns}
+        names |= self.control_in.get(netns, set())
+        for group in self.daemon.model.sync_groups.values():
+            if names & set(group.members):
+                names |= set(group.members)
+        self._reevaluate(names)
+
+    def _reevaluate(self, names: set[str]) -> None:
         service = self.daemon.service
         if service is None:
             return
         model = self.daemon.model
         results = {}
-        for name, tracking in self.tracking.items():
-            if name in service.instances:
-                results[name] = evaluate(model.instances[name].priority, tracking, self.seen)
-        for name, tracking in self.control.items():
-            instance = service.instances.get(name)
-            if instance is not None:
-                results[name] = evaluate(instance.config.priority, tracking, self.seen)
+        for name in names:
+            if name in self.tracking and name in service.instances:
+                base = model.instances[name].priority
+                results[name] = evaluate(base, self.tracking[name], self.seen)
+            elif name in self.control and name in service.instances:
+                base = service.instances[name].config.priority
+                results[name] = evaluate(base, self.control[name], self.seen)
         for group in model.sync_groups.values():
             # One member's fault is the whole group's.
             reasons = [results[m][1] for m in group.members if m in results and results[m][1]]
