@@ -15,7 +15,7 @@ class FakeService:
         self.instances = {
             n: SimpleNamespace(
                 config=SimpleNamespace(priority=50), machine=SimpleNamespace(faulty=False)
-            )  # fmt: skip
+            )
             for n in names
         }
         self.calls: list[tuple[str, str, Any]] = []
