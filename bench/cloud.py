@@ -186,13 +186,13 @@ def render(results: Results, args: argparse.Namespace, command: str) -> str:
             f"| those routers re-protected on a spare node | same, plus net4 | {missing} "
             "| ≤ 30 s |",
         ]
-    if fast:
-        worst = max(fast, key=lambda u: u.rss_mb)
+    if fast or slow:
+        worst = max(fast or slow, key=lambda u: u.rss_mb)
         rss = (
             f"largest: {worst.node} {worst.agent_mb:.1f} + {worst.vrrpd_mb:.1f} = "
             f"**{worst.rss_mb:.1f} MB** (per node below)"
         )
-        cpu_fast = ", ".join(f"{u.cpu:.1f} %" for u in fast)
+        cpu_fast = ", ".join(f"{u.cpu:.1f} %" for u in fast) if fast else missing
         cpu_slow = ", ".join(f"{u.cpu:.1f} %" for u in slow) if slow else missing
         cpu = f"at 0.1 s: {cpu_fast}; at 1 s: {cpu_slow} (of one core; net1, net2, net3)"
     else:
@@ -225,7 +225,7 @@ def render(results: Results, args: argparse.Namespace, command: str) -> str:
         one = f.get(key)
         lines.append(_create_row(label, one) if one else _create_row(label, None, missing))
     lines.append(_many_row(f, n, missing))
-    if fast:
+    if fast or slow:
         lines += [
             "",
             "Per network node (agent + vrrpd; haproxy is the metadata proxy of each router "
