@@ -6,10 +6,11 @@ lock. Every process of the machine that makes namespaces, moves veths or adds li
 that lock in turn, as the agents of a node do while they build routers. Sent from the event
 loop, such a request held up every advert of the daemon for as long as the lock was busy:
 at ~300 routers a node the lab cloud's vrrpds spent 40 % of a flapping storm there
-(docs/BENCHMARKS.md). Here every netlink socket of the daemon lives on one thread with an
-event loop of its own, the protocol's loop awaits the results, and only a take-over's
-addresses wait for the lock, never the adverts. Joining a multicast group takes the same
-lock, so the adverts' sockets are opened here too.
+(docs/BENCHMARKS.md). Here the service's netlink sockets (one a link) live on one thread
+with an event loop of its own, the protocol's loop awaits the results, and only a
+take-over's addresses wait for the lock, never the adverts. Joining a multicast group takes
+the same lock, so the adverts' sockets are opened here too. (The link watchers of
+hanet.vrrpd.tracking stay on the loop: they read events, and dump links once at start.)
 
 pyroute2 keeps a socket's transport in thread-local storage, so a netlink socket is used
 and closed on the thread that set it up: this one.
