@@ -199,6 +199,15 @@ def run_hanet(lab: Lab, count: int, clients: int, idle: float, log: Any) -> dict
     return result
 
 
+def keepalived_conf(priority: int, advert_int: float, vip: str) -> str:
+    """keepalived.conf of one router's instance on eth0, VRRPv3, as hanet's in the benches."""
+    return (
+        "global_defs {\n  vrrp_version 3\n}\nvrrp_instance VI_1 {\n  state BACKUP\n"
+        f"  interface eth0\n  virtual_router_id 1\n  priority {priority}\n"
+        f"  advert_int {advert_int:g}\n  virtual_ipaddress {{\n    {vip}\n  }}\n}}\n"
+    )
+
+
 def run_keepalived(lab: Lab, count: int) -> dict[str, float]:
     """RSS and PSS of ``count`` keepalived, one per router namespace, as Neutron runs it."""
     started = []
@@ -206,12 +215,7 @@ def run_keepalived(lab: Lab, count: int) -> dict[str, float]:
         for i in range(count):
             k = Keepalived(lab, router(i))
             started.append(k)
-            k.start(
-                f"global_defs {{\n  vrrp_version 3\n}}\nvrrp_instance VI_1 {{\n  state BACKUP\n"
-                f"  interface eth0\n  virtual_router_id 1\n  priority 100\n"
-                f"  advert_int {ADVERT_INT:g}\n  virtual_ipaddress {{\n    {subnet(i)}.100/24\n"
-                "  }\n}\n"
-            )
+            k.start(keepalived_conf(100, ADVERT_INT, f"{subnet(i)}.100/24"))
         for i in range(count):
             address = f"{subnet(i)}.100"
             wait_until(lambda i=i, a=address: started[i].holds(a), 30,

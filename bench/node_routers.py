@@ -32,7 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.failover import write_section
-from bench.namespaces import NamespaceLab, _batch, cpu_seconds, process_figures, stop
+from bench.namespaces import (
+    NamespaceLab,
+    _batch,
+    cpu_seconds,
+    keepalived_conf,
+    process_figures,
+    stop,
+)
 from bench.scale import namespace_usage
 from hanet.lab.daemons import HanetVrrpd, Keepalived, control_request, wait_until
 from hanet.lab.lab import Lab, clean_up_on_sigterm
@@ -174,12 +181,7 @@ def run_keepalived(lab: PairLab, count: int, interval: float, log: Any) -> dict[
                 item = entry(lab, node, i, interval)
                 k = Keepalived(lab, f"{node}{i}")
                 started.append(k)
-                k.start(
-                    "global_defs {\n  vrrp_version 3\n}\nvrrp_instance VI_1 {\n  state BACKUP\n"
-                    f"  interface eth0\n  virtual_router_id 1\n  priority {item['priority']}\n"
-                    f"  advert_int {interval:g}\n  virtual_ipaddress {{\n    {subnet(i)}.100/24\n"
-                    "  }\n}\n"
-                )
+                k.start(keepalived_conf(item["priority"], interval, f"{subnet(i)}.100/24"))
         for i in range(0, count, 2):  # A's masters
             k = started[2 * i]
             wait_until(lambda k=k, i=i: k.holds(f"{subnet(i)}.100"), 30,

@@ -417,13 +417,14 @@ def test_a_master_that_does_not_last_starts_no_proxy(routers: Routers, tmp_path:
 
     async def scenario() -> None:
         n = await node(tmp_path)
-        n.agent.proxy_hold = 0.2
         await n.agent._on_state(full(a, b))
         proxies = await running(n.agent._proxy_loop)
         n.forget()
+        n.agent.proxy_hold = 3600.0  # a's hold never ends within the test
         await n.agent._vrrpd_event(state_event(a, "MASTER"))
-        await asyncio.sleep(0.1)
         await n.agent._vrrpd_event(state_event(a, "BACKUP"))
+        assert n.agent.proxy_timers == {}  # a's start was called off
+        n.agent.proxy_hold = 0.0
         await n.agent._vrrpd_event(state_event(b, "MASTER"))
         assert await within(n.builder.proxy_calls.get()) == (
             "start_metadata", b["id"], namespace(b))  # fmt: skip
