@@ -124,6 +124,9 @@ def _set_nice(nice: int) -> None:
     if os.getsid(0) != os.getpid():
         return  # the autogroup is the session's: not ours to change
     try:
+        with open("/proc/self/autogroup") as autogroup:
+            if not autogroup.read().strip():
+                return  # the kernel's default group (PID 1 of a container): no share to set
         with open("/proc/self/autogroup", "w") as autogroup:
             autogroup.write(str(nice))
     except FileNotFoundError:
