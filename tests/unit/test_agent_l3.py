@@ -366,6 +366,33 @@ def test_a_master_whose_document_comes_again_announces_itself(
     run(scenario())
 
 
+def test_a_full_read_announces_only_the_routers_whose_document_changed(
+    routers: Routers, tmp_path: Path
+) -> None:
+    """A restarted agent's first full read is no news: its masters forward already. Every
+    master announcing at once (garp_repeat rounds each, each GARP copied to every port of
+    the public network's bridge) overflowed the kernel's backlog at 1,000 routers and lost
+    a client's probes (bench.cloud's agent restart). A later full read (fencing lifted, a
+    new registration) announces the routers whose document changed meanwhile only."""
+    a, b, _ = routers.ha
+
+    async def scenario() -> None:
+        n = await node(tmp_path)
+        await n.agent._vrrpd_event(snapshot((a, "MASTER", False), (b, "MASTER", False)))
+        await n.agent._on_state(full(a, b))
+        assert n.calls("build") and n.calls("sync")
+        assert not n.calls("announce")
+        await n.agent._on_state(full(a | {"ha_state": "active"}, b, revision=5))
+        assert not n.calls("announce")  # what the server was told is not a change
+        await n.agent._on_state(full(a, b | {"name": "renamed"}, revision=6))
+        assert n.calls("announce") == [("announce", instance(b))]
+        n.forget()
+        await n.agent._on_state(changes(a, revision=7))  # a resend announces, as before
+        assert n.calls("announce") == [("announce", instance(a))]
+
+    run(scenario())
+
+
 def test_a_restarted_agent_adopts_vrrpd_holds(routers: Routers, tmp_path: Path) -> None:
     """vrrpd's snapshot comes before the server's state: a router it holds is not held a
     second time, and one whose hold the server lifted meanwhile is released."""

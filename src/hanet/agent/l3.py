@@ -46,6 +46,15 @@ SYNC_WHILE_BUILDING = 2.0  # seconds
 FENCED = "fenced: no contact with the server for longer than agent_down_time"
 
 
+def _changed(before: dict[str, Any] | None, after: dict[str, Any]) -> bool:
+    """Whether a full read's document of a router says something new about it: not for a
+    router the agent knew nothing of (its first read), nor for a change of ``ha_state``
+    alone (what this agent reported)."""
+    if before is None:
+        return False
+    return {**before, "ha_state": None} != {**after, "ha_state": None}
+
+
 class L3Agent:
     def __init__(
         self,
@@ -126,27 +135,39 @@ class L3Agent:
 
     async def _on_state(self, answer: StateAnswer) -> None:
         dirty: set[str] = set()
+        # The masters among these announce their addresses again (see _announce): every
+        # router the server resent, but of a full read only those whose document changed.
+        # A full read says everything again whether it changed or not, and after a restart
+        # the agent knows no document before it: the first one is no news (its masters
+        # forward already), and 1,000 routers' GARPs at once lost a client's packets.
+        resent: set[str] = set()
+        previous = self.documents
         if answer.full:
             dirty |= set(self.documents) | set(self.built)
             self.documents = {}
         for document in answer.items:
-            self.documents[document["id"]] = document
-            dirty.add(document["id"])
+            router = document["id"]
+            if not answer.full or _changed(previous.get(router), document):
+                resent.add(router)
+            self.documents[router] = document
+            dirty.add(router)
             if isinstance(document.get("ha_state"), str):
-                self.reporter.assume_reported(document["id"], document["ha_state"])
+                self.reporter.assume_reported(router, document["ha_state"])
         for router in answer.removed:
             self.documents.pop(router, None)
             dirty.add(router)
-        await self.converge(dirty)
+        await self.converge(dirty, announce=resent)
 
-    async def converge(self, routers: set[str]) -> None:
+    async def converge(self, routers: set[str], announce: set[str] | None = None) -> None:
+        """Build or remove ``routers``; the masters among ``announce`` send their GARPs
+        and NAs again once built."""
         async with self.converging:
             started = time.monotonic()
-            await self._converge(routers)
+            await self._converge(routers, announce or set())
             self.metrics.convergence.observe(time.monotonic() - started)
             self._write_status()  # at once: the file shows what a converge did
 
-    async def _converge(self, routers: set[str]) -> None:
+    async def _converge(self, routers: set[str], announce: set[str]) -> None:
         leaving: dict[str, str] = {}
         self.unresolved |= routers
         synced = time.monotonic()
@@ -201,7 +222,7 @@ class L3Agent:
             self.held.discard(router)
             self.reporter.forget(router)
         await self._holds()
-        await self._announce(routers)
+        await self._announce(announce & routers)
         await self._follow_states(routers)
         if leaving:
             used = {p.network_id for built in self.built.values() for p in built.ports}
@@ -212,11 +233,11 @@ class L3Agent:
         await self._report_errors()
 
     async def _announce(self, routers: set[str]) -> None:
-        """A router whose document changed and that is master here announces its addresses
-        again. The server resends a router when one of its places changes, as when it ends
-        a split brain by holding the other master in backup: if that one had been seen last
-        by hosts and bridges, this master's traffic would be lost until ARP caches expire
-        (VRRP cannot tell this master: the path between them is what broke)."""
+        """A router whose document the server resent and that is master here announces its
+        addresses again. The server resends a router when one of its places changes, as when
+        it ends a split brain by holding the other master in backup: if that one had been
+        seen last by hosts and bridges, this master's traffic would be lost until ARP caches
+        expire (VRRP cannot tell this master: the path between them is what broke)."""
         for router in sorted(routers):
             built = self.built.get(router)
             if built is None or built.instance is None or self.vrrp_states.get(router) != "MASTER":
