@@ -16,21 +16,33 @@ The watchers that feed it are below.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from pyroute2.netlink.rtnl import RTMGRP_LINK
-
-from hanet.linux.addresses import open_netlink
+from hanet.linux.link_messages import (
+    DumpDone,
+    KernelError,
+    LinkSeen,
+    MalformedMessage,
+    Message,
+    link_dump_request,
+    parse_messages,
+)
+from hanet.linux.link_socket import open_link_socket
 
 log = logging.getLogger(__name__)
 
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
 FILE_POLL = 1.0
+DUMP_TIMEOUT = 10.0  # a namespace's links, read whole at start
+RECEIVE_SIZE = 65536  # above the kernel's largest dump datagram (32 KB)
 
 
 @dataclass(frozen=True)
@@ -98,56 +110,123 @@ def evaluate(base: int, tracking: Tracking, seen: Observations) -> tuple[int, st
 
 class InterfaceWatcher:
     """Follows the carrier of the interfaces in one namespace, from netlink events: those
-    in ``names``, or every one when ``names`` is None."""
+    in ``names``, or every one when ``names`` is None.
+
+    A plain netlink socket read by the event loop (no task, no pyroute2 socket: one of
+    these runs per router namespace). Events the kernel could not queue (ENOBUFS) are
+    made up for by reading every link again; a malformed message is logged and skipped."""
 
     def __init__(self, netns: str | None, names: set[str] | None,
                  on_change: Callable[[str, bool], None]) -> None:  # fmt: skip
         self.netns, self.names, self.on_change = netns, names, on_change
         self.state: dict[str, bool] = {}
-        self.task: asyncio.Task[None] | None = None
+        self.sock: socket.socket | None = None
         self.loading = False  # the first dump is read whole: no change per interface
+        self.loaded: asyncio.Future[None] | None = None
+        self.dump_seq = 0
+        self.dumped: set[str] | None = None  # names the dump under way has shown
 
     async def start(self) -> None:
         """Once started, ``state`` holds every watched interface; changes from then on
         are reported to ``on_change``."""
         self.loading = True
-        self.ipr = await open_netlink(self.netns)
-        await self.ipr.bind(groups=RTMGRP_LINK)  # before the dump: no change falls between
-        async for link in await self.ipr.link("dump"):
-            self._update(link)
-        for name in (self.names or set()) - set(self.state):
-            self._set(name, False)  # not there (yet): down
-        self.loading = False
-        self.task = asyncio.get_running_loop().create_task(self._events())
+        self.sock = open_link_socket(self.netns)
+        loop = asyncio.get_running_loop()
+        self.loaded = loop.create_future()
+        loop.add_reader(self.sock.fileno(), self._readable)
+        try:
+            self._dump()  # the socket is already bound: no change falls between
+            await asyncio.wait_for(self.loaded, DUMP_TIMEOUT)
+        except BaseException:
+            self._close()
+            raise
+        finally:
+            self.loaded = None
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-        self.ipr.close()
+        self._close()
 
-    def _update(self, message: Any) -> None:
-        name = message.get("IFLA_IFNAME")
-        if name is None or (self.names is not None and name not in self.names):
+    def _close(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(ValueError, OSError):  # a loop already closed
+                asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+
+    def _dump(self) -> None:
+        assert self.sock is not None
+        self.dump_seq += 1
+        self.dumped = set()
+        self.sock.send(link_dump_request(self.dump_seq))
+
+    def _readable(self) -> None:
+        for _ in range(64):  # then let the loop run; it calls back while data is queued
+            if self.sock is None:
+                return
+            try:
+                data = self.sock.recv(RECEIVE_SIZE)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:  # the kernel dropped events: read all again
+                    log.warning("link events of namespace %s overflowed: reading every "
+                                "link again", self.netns or "(own)")  # fmt: skip
+                    self._retry_dump()
+                    continue
+                self._failed(exc)
+                return
+            try:
+                messages = parse_messages(data)
+            except MalformedMessage as exc:
+                log.warning("link events of namespace %s: %s; skipped", self.netns or "(own)", exc)
+                continue
+            for message in messages:
+                self._handle(message)
+
+    def _retry_dump(self) -> None:
+        try:
+            self._dump()
+        except OSError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        if self.loaded is not None and not self.loaded.done():
+            self.loaded.set_exception(exc)
+        else:
+            log.warning("link events of namespace %s: %s", self.netns or "(own)", exc)
+
+    def _handle(self, message: Message) -> None:
+        if isinstance(message, LinkSeen):
+            if self.dumped is not None and message.seq == self.dump_seq:
+                self.dumped.add(message.name)
+            self._update(message)
+        elif isinstance(message, DumpDone) and message.seq == self.dump_seq:
+            if message.interrupted:  # links changed during the dump: it may have missed one
+                self._retry_dump()
+            else:
+                self._dump_done()
+        elif isinstance(message, KernelError) and message.seq == self.dump_seq and message.errno:
+            self._failed(OSError(message.errno, os.strerror(message.errno)))
+
+    def _dump_done(self) -> None:
+        seen, self.dumped = self.dumped or set(), None
+        for name in (set(self.state) | (self.names or set())) - seen:
+            self._set(name, False)  # not there (any more, or yet): down
+        self.loading = False
+        if self.loaded is not None and not self.loaded.done():
+            self.loaded.set_result(None)
+
+    def _update(self, link: LinkSeen) -> None:
+        if self.names is not None and link.name not in self.names:
             return
-        flags = message.get("flags", 0) or 0
-        deleted = message.get("event") == "RTM_DELLINK"
-        self._set(name, not deleted and bool(flags & IFF_UP and flags & IFF_RUNNING))
+        carrier = bool(link.flags & IFF_UP and link.flags & IFF_RUNNING)
+        self._set(link.name, carrier and not link.deleted)
 
     def _set(self, name: str, up: bool) -> None:
         if self.state.get(name) != up:
             self.state[name] = up
             if not self.loading:
                 self.on_change(name, up)
-
-    async def _events(self) -> None:
-        while True:  # pyroute2's get() ends after each batch of broadcast messages
-            seen = 0
-            async for message in self.ipr.get():
-                self._update(message)
-                seen += 1
-            if not seen:
-                await asyncio.sleep(0.1)  # a closed or failing socket must not spin
 
 
 class FileWatcher:
