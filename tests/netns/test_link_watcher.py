@@ -13,8 +13,8 @@ from pyroute2 import IPRoute
 
 from hanet.lab.lab import Lab
 from hanet.lab.topology import Host, Topology
-from hanet.linux.link_messages import LinkSeen, link_dump_request, parse_messages
-from hanet.linux.link_socket import open_link_socket
+from hanet.linux.rtnl_messages import LinkSeen, link_dump_request, parse_messages
+from hanet.linux.rtnl_socket import open_link_socket
 from hanet.vrrpd.tracking import InterfaceWatcher
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import struct
 import threading
 from types import SimpleNamespace
 from typing import Any
@@ -19,18 +20,28 @@ PRIMARY = ipaddress.IPv4Address("10.0.0.1")
 
 
 class FakeNetlink:
-    """Records calls; each one yields to the loop, as a real netlink round trip would."""
+    """Stands for hanet.linux.rtnl_socket.RtnlSocket: records each change it is sent, read
+    back from its bytes as (what, address or destination)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.seq = 0
 
-    async def addr(self, op: str, **kw: Any) -> None:
-        await asyncio.sleep(0)
-        self.calls.append((f"addr {op}", kw["address"]))
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
 
-    async def route(self, op: str, **kw: Any) -> None:
-        await asyncio.sleep(0)
-        self.calls.append((f"route {op}", kw["dst"]))
+    def change(self, request: bytes, seq: int) -> None:
+        kind = struct.unpack_from("=H", request, 4)[0]
+        body = request[16:]
+        if kind in (20, 21):  # RTM_NEWADDR, RTM_DELADDR: IFA_LOCAL is the first attribute
+            address = ipaddress.ip_address(body[8 + 4 : 8 + 4 + (4 if body[0] == 2 else 16)])
+            self.calls.append(("addr add" if kind == 20 else "addr del", str(address)))
+        else:  # RTM_NEWROUTE (a replace), RTM_DELROUTE: RTA_DST first
+            size = 4 if body[0] == 2 else 16
+            destination = ipaddress.ip_address(body[12 + 4 : 12 + 4 + size])
+            self.calls.append((f"route {'replace' if kind == 24 else 'del'}",
+                               f"{destination}/{body[1]}"))  # fmt: skip
 
     def close(self) -> None:
         pass
@@ -59,11 +70,11 @@ class FakeSocket:
 def make_service(*configs: InstanceConfig) -> tuple[VrrpService, Link]:
     service = VrrpService(list(configs))
     link = Link(None, "eth0", 4, service.netlink)
-    link.ipr = FakeNetlink()  # type: ignore[assignment]
+    link.rtnl = FakeNetlink()  # type: ignore[assignment]
     link.socket = FakeSocket()  # type: ignore[assignment]
     link.announcer = SimpleNamespace(announce=lambda ip: None, close=lambda: None)  # type: ignore[assignment]
     link.announcers = {"eth0": link.announcer}  # type: ignore[dict-item]
-    link.devices = DeviceIndex(link.ipr, {"eth0": 2})
+    link.devices = DeviceIndex(link.rtnl, {"eth0": 2})
     link.facts = InterfaceFacts("eth0", 2, "02:00:00:00:00:01", PRIMARY, None)
     link.primary = PRIMARY
     for config in configs:
@@ -110,7 +121,7 @@ def test_flapping_never_interleaves_netlink_and_ends_in_the_last_wanted_state() 
             await asyncio.sleep(0)
 
     asyncio.run(flap())
-    calls = link.ipr.calls  # type: ignore[union-attr]
+    calls = link.rtnl.calls  # type: ignore[union-attr]
     # Whole add/remove rounds only, addresses before routes going up, routes first going down.
     rounds = [calls[i : i + 2] for i in range(0, len(calls), 2)]
     for chunk in rounds:
@@ -208,16 +219,16 @@ class WaitingNetlink(FakeNetlink):
         super().__init__()
         self.gate = gate
 
-    async def addr(self, op: str, **kw: Any) -> None:
+    def change(self, request: bytes, seq: int) -> None:
         self.gate.wait(3)
-        await super().addr(op, **kw)
+        super().change(request, seq)
 
 
 def test_a_take_over_waiting_for_netlink_never_holds_up_the_adverts() -> None:
     gate = threading.Event()
     service, link = make_service(config(1, priority=255))  # the owner: master at once
-    link.ipr = WaitingNetlink(gate)  # type: ignore[assignment]
-    link.devices = DeviceIndex(link.ipr, {"eth0": 2})
+    link.rtnl = WaitingNetlink(gate)  # type: ignore[assignment]
+    link.devices = DeviceIndex(link.rtnl, {"eth0": 2})
     instance = link.instances[1]
     sock: FakeSocket = link.socket  # type: ignore[assignment]
 
@@ -240,4 +251,4 @@ def test_a_take_over_waiting_for_netlink_never_holds_up_the_adverts() -> None:
         gate.set()
         service.netlink.stop()
     assert instance.has_addresses is True
-    assert link.ipr.calls[-1] == ("addr add", "10.0.0.101")  # type: ignore[union-attr]
+    assert link.rtnl.calls[-1] == ("addr add", "10.0.0.101")  # type: ignore[union-attr]

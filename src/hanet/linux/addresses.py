@@ -1,18 +1,22 @@
-"""Virtual addresses and interface facts through netlink (pyroute2's asyncio API)."""
+"""Virtual addresses, routes, rules and interface facts through netlink.
+
+vrrpd's own requests go through a plain rtnetlink socket per namespace
+(hanet.linux.rtnl_socket); ``open_netlink`` gives the agent's builders a pyroute2 one."""
 
 from __future__ import annotations
 
 import errno
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 from hanet.linux.netns import WrongNamespace, check_in, inside
+from hanet.linux.rtnl_requests import address_request, route_request, rule_request
+from hanet.linux.rtnl_socket import NetlinkFailure, RtnlSocket
 
-IFA_F_NODAD = 0x02
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
@@ -50,27 +54,23 @@ async def open_netlink(netns: str | None) -> AsyncIPRoute:
     return ipr
 
 
-async def interface_facts(ipr: AsyncIPRoute, ifname: str, exclude: set[str]) -> InterfaceFacts:
+def interface_facts(rtnl: RtnlSocket, ifname: str, exclude: set[str]) -> InterfaceFacts:
     """Index, MAC and own addresses; ``exclude`` holds VIPs, never a primary address."""
-    found = await ipr.link_lookup(ifname=ifname)
-    if not found:
+    link = rtnl.link(ifname)
+    if link is None:
         raise InterfaceNotFound(f"no interface {ifname!r} in this namespace")
-    index = found[0]
-    mac = "00:00:00:00:00:00"
-    for link in await ipr.link("get", index=index):
-        mac = link.get("IFLA_ADDRESS") or mac
+    mac = ":".join(f"{byte:02x}" for byte in link.mac) if link.mac else "00:00:00:00:00:00"
     primary_v4: ipaddress.IPv4Address | None = None
     link_local: ipaddress.IPv6Address | None = None
-    async for msg in await ipr.addr("dump", index=index):
-        text = msg.get("IFA_ADDRESS")
-        if text is None or text in exclude:
+    for seen in rtnl.addresses(link.index):
+        address = seen.address
+        if str(address) in exclude:
             continue
-        address = ipaddress.ip_address(text)
         if isinstance(address, ipaddress.IPv4Address):
             primary_v4 = primary_v4 or address
         elif address.is_link_local:
             link_local = link_local or address
-    return InterfaceFacts(ifname, index, mac, primary_v4, link_local)
+    return InterfaceFacts(ifname, link.index, mac, primary_v4, link_local)
 
 
 SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
@@ -82,111 +82,82 @@ class DeviceIndex:
     """Interface names to indexes in one namespace, looked up when first needed: a device
     named in the config (a Neutron qr- port, say) may appear after the daemon started."""
 
-    def __init__(self, ipr: AsyncIPRoute, known: dict[str, int]) -> None:
-        self.ipr, self.known = ipr, dict(known)
+    def __init__(self, rtnl: RtnlSocket, known: dict[str, int]) -> None:
+        self.rtnl, self.known = rtnl, dict(known)
 
-    async def index(self, name: str) -> int:
+    def index(self, name: str) -> int:
         if name not in self.known:
-            found = await self.ipr.link_lookup(ifname=name)
-            if not found:
+            link = self.rtnl.link(name)
+            if link is None:
                 raise InterfaceNotFound(f"no interface {name!r}")
-            self.known[name] = found[0]
+            self.known[name] = link.index
         return self.known[name]
 
     def forget(self, name: str) -> None:
         self.known.pop(name, None)
 
 
-async def add_address(ipr: AsyncIPRoute, index: int, vip: Any) -> None:
-    iface = vip.address
-    extra: dict[str, Any] = {"flags": IFA_F_NODAD} if iface.version == 6 else {}
-    if vip.broadcast is not None:
-        extra["broadcast"] = vip.broadcast
-    if vip.scope is not None:
-        extra["scope"] = SCOPES[vip.scope]
-    if vip.label is not None:
-        extra["label"] = vip.label
-    try:
-        await ipr.addr(
-            "add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen, **extra
-        )
-    except NetlinkError as exc:
-        if exc.code != errno.EEXIST:
-            raise
+def add_address(rtnl: RtnlSocket, index: int, vip: Any) -> None:
+    _tolerating((errno.EEXIST,), rtnl, lambda seq: _address(seq, True, index, vip))
 
 
-async def remove_address(ipr: AsyncIPRoute, index: int, vip: Any) -> None:
-    iface = vip.address
-    try:
-        await ipr.addr("del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-    except NetlinkError as exc:
-        if exc.code not in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
-            raise
+def remove_address(rtnl: RtnlSocket, index: int, vip: Any) -> None:
+    _tolerating((errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV), rtnl,
+                lambda seq: _address(seq, False, index, vip))  # fmt: skip
 
 
-async def add_route(ipr: AsyncIPRoute, index: int | None, route: Any) -> None:
-    """``replace``, so that a route a crashed run left behind is simply taken over."""
-    await ipr.route("replace", **_route_spec(index, route))
+def _address(seq: int, adding: bool, index: int, vip: Any) -> bytes:
+    broadcast = None if vip.broadcast is None else ipaddress.ip_address(vip.broadcast)
+    scope = None if vip.scope is None else SCOPES[vip.scope]
+    return address_request(seq, adding, index, vip.address, broadcast=broadcast,
+                           scope=scope, label=vip.label if adding else None)  # fmt: skip
 
 
-async def remove_route(ipr: AsyncIPRoute, index: int | None, route: Any) -> None:
-    try:
-        await ipr.route("del", **_route_spec(index, route))
-    except NetlinkError as exc:
-        if exc.code not in (errno.ESRCH, errno.ENOENT, errno.ENODEV):
-            raise
+def add_route(rtnl: RtnlSocket, index: int | None, route: Any) -> None:
+    """A replace, so that a route a crashed run left behind is simply taken over."""
+    _tolerating((), rtnl, lambda seq: _route(seq, True, index, route))
 
 
-def _route_spec(index: int | None, route: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {"dst": str(route.to), "type": ROUTE_TYPES[route.kind]}
-    if index is not None and route.kind == "unicast":
-        spec["oif"] = index
-    if route.via is not None:
-        spec["gateway"] = str(route.via)
-    if route.metric is not None:
-        spec["priority"] = route.metric
-    if route.table is not None:
-        spec["table"] = route.table
-    if route.src is not None:
-        spec["prefsrc"] = str(route.src)
-    if route.scope is not None:
-        spec["scope"] = SCOPES[route.scope]
+def remove_route(rtnl: RtnlSocket, index: int | None, route: Any) -> None:
+    _tolerating((errno.ESRCH, errno.ENOENT, errno.ENODEV), rtnl,
+                lambda seq: _route(seq, False, index, route))  # fmt: skip
+
+
+def _route(seq: int, adding: bool, index: int | None, route: Any) -> bytes:
+    protocol = None
     if route.protocol is not None:
-        spec["proto"] = PROTOCOLS.get(route.protocol) or int(route.protocol)
-    return spec
+        protocol = PROTOCOLS.get(route.protocol) or int(route.protocol)
+    return route_request(
+        seq, adding, route.to, ROUTE_TYPES[route.kind],
+        oif=index if index is not None and route.kind == "unicast" else None,
+        gateway=route.via, priority=route.metric, table=route.table, prefsrc=route.src,
+        scope=None if route.scope is None else SCOPES[route.scope], protocol=protocol,
+    )  # fmt: skip
 
 
-async def add_rule(ipr: AsyncIPRoute, rule: Any) -> None:
-    try:
-        await ipr.rule("add", **_rule_spec(rule))
-    except NetlinkError as exc:
-        if exc.code != errno.EEXIST:
-            raise
+def add_rule(rtnl: RtnlSocket, rule: Any) -> None:
+    _tolerating((errno.EEXIST,), rtnl, lambda seq: _rule(seq, True, rule))
 
 
-async def remove_rule(ipr: AsyncIPRoute, rule: Any) -> None:
-    try:
-        await ipr.rule("del", **_rule_spec(rule))
-    except NetlinkError as exc:
-        if exc.code not in (errno.ENOENT, errno.ESRCH):
-            raise
+def remove_rule(rtnl: RtnlSocket, rule: Any) -> None:
+    _tolerating((errno.ENOENT, errno.ESRCH), rtnl, lambda seq: _rule(seq, False, rule))
 
 
-def _rule_spec(rule: Any) -> dict[str, Any]:
+def _rule(seq: int, adding: bool, rule: Any) -> bytes:
     networks = [n for n in (rule.source, rule.destination) if n is not None]
-    spec: dict[str, Any] = {"family": 10 if networks and networks[0].version == 6 else 2}
-    if rule.source is not None:
-        spec.update(src=str(rule.source.network_address), src_len=rule.source.prefixlen)
-    if rule.destination is not None:
-        spec.update(dst=str(rule.destination.network_address), dst_len=rule.destination.prefixlen)
-    if rule.table is not None:
-        spec["table"] = rule.table
-    if rule.priority is not None:
-        spec["priority"] = rule.priority
-    if rule.iif is not None:
-        spec["iifname"] = rule.iif
-    if rule.oif is not None:
-        spec["oifname"] = rule.oif
-    if rule.fwmark is not None:
-        spec["fwmark"] = rule.fwmark
-    return spec
+    return rule_request(
+        seq, adding, networks[0].version if networks else 4, source=rule.source,
+        destination=rule.destination, table=rule.table, priority=rule.priority,
+        iif=rule.iif, oif=rule.oif, fwmark=rule.fwmark,
+    )  # fmt: skip
+
+
+def _tolerating(codes: tuple[int, ...], rtnl: RtnlSocket, make: Callable[[int], bytes]) -> None:
+    """Send one change; the kernel's answer is an error only when not in ``codes`` (an
+    address already there when adding, already gone when removing)."""
+    seq = rtnl.next_seq()
+    try:
+        rtnl.change(make(seq), seq)
+    except NetlinkFailure as exc:
+        if exc.errno not in codes:
+            raise

@@ -1,7 +1,8 @@
 """One (namespace, interface, family): the VRRP socket, netlink and announcers it shares.
 
-Its netlink socket is set up, used and closed on the service's netlink thread
-(hanet.runtime.netlink_worker); everything else runs on the event loop."""
+Its netlink socket (a plain one, hanet.linux.rtnl_socket: one per router namespace) is
+set up, used and closed on the service's netlink thread (hanet.runtime.netlink_worker),
+where its calls may block; everything else runs on the event loop."""
 
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ import ipaddress
 import socket
 from typing import TYPE_CHECKING
 
-from pyroute2 import AsyncIPRoute
-
 from hanet.linux import addresses as netaddr
 from hanet.linux.announce_socket import Announcer
 from hanet.linux.netns import inside
+from hanet.linux.rtnl_socket import RtnlSocket
 from hanet.linux.vrrp_socket import VrrpSocket
 from hanet.runtime.droplog import DropLog
 from hanet.runtime.netlink_worker import NetlinkWorker
@@ -35,7 +35,7 @@ class Link:
         self.instances: dict[int, Instance] = {}
         # identity_key(packet) -> the instance and event a full decode gave for it.
         self.accepted: dict[bytes, tuple[Instance, AdvertReceived]] = {}
-        self.ipr: AsyncIPRoute | None = None
+        self.rtnl: RtnlSocket | None = None
         self.socket: VrrpSocket | None = None
         self.announcer: Announcer | None = None
         self.announcers: dict[str, Announcer] = {}  # by device: the VRRP one and any other
@@ -44,23 +44,22 @@ class Link:
         self.drops = DropLog(ifname)  # log lines of what its instances drop, rate-limited
 
     async def open(self, vips: set[str]) -> None:
-        self.ipr, self.facts, self.socket = await self.netlink.run(lambda: self._open(vips))
+        rtnl, self.facts, self.socket = await self.netlink.run(lambda: self._open(vips))
+        self.rtnl = rtnl
         primary = self.facts.primary_v4 if self.family == 4 else self.facts.link_local_v6
         assert primary is not None  # _open refused a link without one
         self.primary: ipaddress.IPv4Address | ipaddress.IPv6Address = primary
-        self.devices = netaddr.DeviceIndex(self.ipr, {self.ifname: self.facts.index})
+        self.devices = netaddr.DeviceIndex(rtnl, {self.ifname: self.facts.index})
         # Its sockets open on the first announcement, in this namespace (Announcer).
         self.announcer = Announcer(self.netns, self.ifname, self.facts.index,
                                    mac_bytes(self.facts.mac))  # fmt: skip
         self.announcers = {self.ifname: self.announcer}
 
-    async def _open(
-        self, vips: set[str]
-    ) -> tuple[AsyncIPRoute, netaddr.InterfaceFacts, VrrpSocket]:
+    async def _open(self, vips: set[str]) -> tuple[RtnlSocket, netaddr.InterfaceFacts, VrrpSocket]:
         """On the netlink thread: nothing is left open if a step fails."""
-        ipr = await netaddr.open_netlink(self.netns)
+        rtnl = RtnlSocket(self.netns)
         try:
-            facts = await netaddr.interface_facts(ipr, self.ifname, vips)
+            facts = netaddr.interface_facts(rtnl, self.ifname, vips)
             primary = facts.primary_v4 if self.family == 4 else facts.link_local_v6
             if primary is None:
                 kind = "an IPv4 address" if self.family == 4 else "an IPv6 link-local address"
@@ -71,9 +70,9 @@ class Link:
                 mac = mac_bytes(facts.mac) if facts.mac.strip("0:") else None
                 vrrp_socket = VrrpSocket(self.ifname, facts.index, sock_family, mac)
         except BaseException:
-            ipr.close()
+            rtnl.close()
             raise
-        return ipr, facts, vrrp_socket
+        return rtnl, facts, vrrp_socket
 
     def refresh_filter(self) -> None:
         """The kernel's VRID filter follows the link's instances (see
@@ -96,10 +95,11 @@ class Link:
 
     async def _device(self, ifname: str) -> tuple[int, bytes]:
         """On the netlink thread: a device's index and Ethernet address."""
-        assert self.ipr is not None
-        index = await self.devices.index(ifname)
-        facts = await netaddr.interface_facts(self.ipr, ifname, set())
-        return index, mac_bytes(facts.mac)
+        assert self.rtnl is not None
+        found = self.rtnl.link(ifname)
+        if found is None:
+            raise netaddr.InterfaceNotFound(f"no interface {ifname!r}")
+        return found.index, found.mac
 
     def close(self) -> None:
         if self.resume is not None:
@@ -110,6 +110,6 @@ class Link:
         self.announcers = {}
         if self.socket is not None:
             self.socket.close()
-        if self.ipr is not None:
-            self.netlink.call_soon(self.ipr.close)
-        self.socket = self.announcer = self.ipr = None
+        if self.rtnl is not None:
+            self.netlink.call_soon(self.rtnl.close)  # after the requests queued there
+        self.socket = self.announcer = self.rtnl = None

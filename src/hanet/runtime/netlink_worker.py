@@ -12,8 +12,8 @@ take-over's addresses wait for the lock, never the adverts. Joining a multicast 
 the same lock, so the adverts' sockets are opened here too. (The link watchers of
 hanet.vrrpd.tracking stay on the loop: they read events, and dump links once at start.)
 
-pyroute2 keeps a socket's transport in thread-local storage, so a netlink socket is used
-and closed on the thread that set it up: this one.
+A link's netlink socket (hanet.linux.rtnl_socket) blocks the thread while it waits for
+the kernel's answer, so it is used and closed on this thread only.
 """
 
 from __future__ import annotations

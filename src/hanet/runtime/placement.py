@@ -26,7 +26,7 @@ async def apply(
 ) -> None:
     """Every step is tried; a failed one is logged and counted, and the rest still run.
     The steps run on the netlink thread (hanet.runtime.netlink_worker), one after another."""
-    if link.ipr is None:
+    if link.rtnl is None:
         return
     address_op: Any = netaddr.add_address if adding else netaddr.remove_address
     route_op: Any = netaddr.add_route if adding else netaddr.remove_route
@@ -67,8 +67,8 @@ async def _run_steps(
 
 def _on_device(link: Link, dev: str, operation: Any, vip: Any) -> Callable[[], Awaitable[None]]:
     async def step() -> None:
-        index = await link.devices.index(dev)
-        await operation(link.ipr, index, vip)
+        index = link.devices.index(dev)
+        operation(link.rtnl, index, vip)
 
     return step
 
@@ -77,15 +77,15 @@ def _route(
     link: Link, dev: str | None, operation: Any, route: Any
 ) -> Callable[[], Awaitable[None]]:
     async def step() -> None:
-        index = await link.devices.index(dev) if dev else None
-        await operation(link.ipr, index, route)
+        index = link.devices.index(dev) if dev else None
+        operation(link.rtnl, index, route)
 
     return step
 
 
 def _rule(link: Link, operation: Any, rule: Any) -> Callable[[], Awaitable[None]]:
     async def step() -> None:
-        await operation(link.ipr, rule)
+        operation(link.rtnl, rule)
 
     return step
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hanet.linux.link_messages import (
+from hanet.linux.rtnl_messages import (
     DumpDone,
     KernelError,
     LinkSeen,
@@ -34,7 +34,7 @@ from hanet.linux.link_messages import (
     link_dump_request,
     parse_messages,
 )
-from hanet.linux.link_socket import open_link_socket
+from hanet.linux.rtnl_socket import open_link_socket
 
 log = logging.getLogger(__name__)
 

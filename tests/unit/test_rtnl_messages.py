@@ -1,9 +1,10 @@
-"""rtnetlink link messages (hanet.linux.link_messages): hand-built bytes in the kernel's
-layout, and anything else refused with its place."""
+"""rtnetlink messages (hanet.linux.rtnl_messages, rtnl_requests): hand-built bytes in the
+kernel's layout, and anything else refused with its place."""
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import re
 import struct
 
@@ -11,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hanet.linux.link_messages import (
+from hanet.linux.rtnl_messages import (
+    AddressSeen,
     DumpDone,
     KernelError,
     LinkSeen,
@@ -19,6 +21,7 @@ from hanet.linux.link_messages import (
     link_dump_request,
     parse_messages,
 )
+from hanet.linux.rtnl_requests import address_request, route_request, rule_request
 
 pytestmark = pytest.mark.unit
 
@@ -114,3 +117,39 @@ def test_a_valid_datagram_followed_by_garbage_is_refused_whole(
     assert [m.name for m in parsed[: len(names)] if isinstance(m, LinkSeen)] == [
         name.decode("latin-1") for name in names
     ]
+
+
+def test_address_messages_read_local_before_address() -> None:
+    ifaddr = struct.pack("=BBBBI", 2, 32, 0, 0, 9)
+    ptp = message(20, ifaddr + attr(1, bytes([10, 0, 0, 2])) + attr(2, bytes([10, 0, 0, 1])))
+    v6 = message(
+        20, struct.pack("=BBBBI", 10, 64, 0, 253, 9) + attr(1, b"\xfe\x80" + b"\0" * 13 + b"\x01")
+    )
+    other = message(20, struct.pack("=BBBBI", 17, 0, 0, 0, 9))  # AF_PACKET: skipped
+    assert parse_messages(ptp + v6 + other) == [
+        AddressSeen(9, ipaddress.ip_address("10.0.0.1"), 32, 0),
+        AddressSeen(9, ipaddress.ip_address("fe80::1"), 64, 0),
+    ]
+    with pytest.raises(MalformedMessage, match="no 4-byte address"):
+        parse_messages(message(20, ifaddr + attr(1, b"\x01\x02")))
+
+
+def test_change_requests_ask_for_an_acknowledgement_and_say_how_to_create() -> None:
+    net = ipaddress.ip_network("10.9.0.0/16")
+    flags = {
+        "address add": address_request(1, True, 3, ipaddress.ip_interface("10.0.0.5/24")),
+        "address del": address_request(1, False, 3, ipaddress.ip_interface("10.0.0.5/24")),
+        "route replace": route_request(1, True, net, 1),
+        "route del": route_request(1, False, net, 1),
+        "rule add": rule_request(1, True, 4, source=net, table=100),
+    }
+    read = {what: struct.unpack_from("=H", raw, 6)[0] for what, raw in flags.items()}
+    assert read == {"address add": 0x605, "address del": 0x5, "route replace": 0x505,
+                    "route del": 0x5, "rule add": 0x605}  # fmt: skip
+
+
+def test_a_table_above_255_travels_in_its_attribute() -> None:
+    raw = route_request(1, True, ipaddress.ip_network("10.9.0.0/16"), 1, table=1000)
+    assert raw[16 + 4] == 0  # rtm_table: unspecified
+    assert attr(15, struct.pack("=I", 1000)) in raw  # RTA_TABLE
+    assert route_request(1, True, ipaddress.ip_network("10.9.0.0/16"), 1)[16 + 4] == 254
