@@ -87,8 +87,9 @@ def test_netlink_sockets_land_in_the_namespace_asked_for(lab_prefix: str) -> Non
     import asyncio
     import socket
 
-    from hanet.linux.addresses import interface_facts, open_netlink
+    from hanet.linux.addresses import interface_facts
     from hanet.linux.netns import WrongNamespace, check_in
+    from hanet.linux.pyroute2_socket import open_netlink
     from hanet.linux.rtnl_socket import RtnlSocket
 
     with Lab(lan_topology(routers=1), lab_prefix) as lab:

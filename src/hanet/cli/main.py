@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import logging
 import sys
@@ -9,14 +10,43 @@ from pathlib import Path
 
 import click
 
-from hanet.cli.agent_commands import cleanup_command
-from hanet.cli.client import agent, l3_agent, router
-from hanet.cli.lab_commands import lab
 from hanet.cli.vrrpd_commands import status, vrrpd
 from hanet.runtime.config import ConfigError, InstanceConfig, VirtualAddress, load_instances
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """Subcommands whose modules are imported only when they run (or help lists them):
+    ``hanet vrrpd`` then never imports the lab, the API client or pyroute2, which the
+    daemon does not use and which cost it about 25 MB of memory."""
+
+    def __init__(self, *args: object, lazy: dict[str, str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lazy = lazy  # command name -> "module:attribute"
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, _, attribute = self.lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            if cmd_name == "agent":  # the node's clean-up lives beside the API's commands
+                from hanet.cli.agent_commands import cleanup_command
+
+                command.add_command(cleanup_command)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+LAZY = {
+    "lab": "hanet.cli.lab_commands:lab",
+    "router": "hanet.cli.client:router",
+    "agent": "hanet.cli.client:agent",
+    "l3-agent": "hanet.cli.client:l3_agent",
+}
+
+
+@click.group(cls=LazyGroup, lazy=LAZY)
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))  # fmt: skip
 def main(log_level: str) -> None:
@@ -27,12 +57,7 @@ def main(log_level: str) -> None:
     )  # fmt: skip
 
 
-main.add_command(lab)
 main.add_command(vrrpd)
-main.add_command(router)
-main.add_command(agent)
-agent.add_command(cleanup_command)
-main.add_command(l3_agent)
 
 
 @main.group()

@@ -9,8 +9,6 @@ import time
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from hanet.runtime.config import ConfigError
 
@@ -155,6 +153,9 @@ def status(as_json: bool, control_socket: Path | None) -> None:
     if as_json:
         click.echo(json.dumps(answer, indent=1))
         return
+    from rich.console import Console  # here: the daemon itself never draws a table
+    from rich.table import Table
+
     table = Table(
         "instance",
         "state",

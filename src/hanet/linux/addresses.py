@@ -1,7 +1,7 @@
 """Virtual addresses, routes, rules and interface facts through netlink.
 
 vrrpd's own requests go through a plain rtnetlink socket per namespace
-(hanet.linux.rtnl_socket); ``open_netlink`` gives the agent's builders a pyroute2 one."""
+(hanet.linux.rtnl_socket); the agent's builders use pyroute2 (hanet.linux.pyroute2_socket)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2 import AsyncIPRoute
-
-from hanet.linux.netns import WrongNamespace, check_in, inside
 from hanet.linux.rtnl_requests import address_request, route_request, rule_request
 from hanet.linux.rtnl_socket import NetlinkFailure, RtnlSocket
 
@@ -31,27 +28,6 @@ class InterfaceFacts:
 
 class InterfaceNotFound(LookupError):
     pass
-
-
-async def open_netlink(netns: str | None) -> AsyncIPRoute:
-    """A netlink socket in ``netns``, created from this thread with setns.
-
-    pyroute2's own ``netns=`` forks a helper; the fork shares asyncio's signal wake-up fd,
-    so a signal to the helper would reach our loop as if it were ours (a SIGTERM that
-    stopped the daemon, seen in the tests). pyroute2 makes the socket lazily, on the first
-    access to ``.socket``: that access must happen inside the namespace, or the socket
-    would belong to the daemon's own namespace. ``check_in`` makes sure it does.
-    """
-    with inside(netns):
-        ipr = AsyncIPRoute()
-        ipr.socket.fileno()  # creates the socket here, in the namespace
-    try:
-        check_in(ipr.socket, netns)
-    except WrongNamespace:
-        ipr.close()
-        raise
-    await ipr.setup_endpoint()
-    return ipr
 
 
 def interface_facts(rtnl: RtnlSocket, ifname: str, exclude: set[str]) -> InterfaceFacts:

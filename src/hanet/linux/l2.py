@@ -28,8 +28,8 @@ from typing import Any
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from hanet.linux.addresses import open_netlink
 from hanet.linux.netns import NamespaceNotFound, WrongNamespace
+from hanet.linux.pyroute2_socket import open_netlink
 from hanet.linux.sysctl import disable_ipv6
 
 BRIDGE_PREFIX = "brq"

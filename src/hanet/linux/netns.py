@@ -10,12 +10,11 @@ save ``/proc/self`` (the main thread's namespace), so they are not used here.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import socket
 from collections.abc import Iterator
-
-from pyroute2 import netns
 
 NETNS_DIR = "/run/netns"
 
@@ -37,6 +36,19 @@ def _open(name: str) -> int:
         raise NamespaceNotFound(f"network namespace {name!r} does not exist") from None
 
 
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    """setns(2) into the network namespace behind ``fd`` (os.setns is Python 3.12's).
+    Done here rather than through pyroute2 so that vrrpd does not import pyroute2 (about
+    14 MB of a process's memory)."""
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
 @contextlib.contextmanager
 def inside(name: str | None) -> Iterator[None]:
     """Run the block with the calling thread in namespace ``name`` (None: stay here).
@@ -51,7 +63,7 @@ def inside(name: str | None) -> Iterator[None]:
     try:
         here = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            netns.setns(fd)  # an fd: pyroute2 enters it and never creates anything
+            _setns(fd)
         except OSError as exc:
             os.close(here)
             if exc.errno != errno.EINVAL:
@@ -65,7 +77,7 @@ def inside(name: str | None) -> Iterator[None]:
         yield
     finally:
         try:
-            netns.setns(here)
+            _setns(here)
         finally:
             os.close(here)
 

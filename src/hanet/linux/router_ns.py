@@ -21,8 +21,8 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from hanet.linux import l2
-from hanet.linux.addresses import open_netlink
 from hanet.linux.netns import NETNS_DIR
+from hanet.linux.pyroute2_socket import open_netlink
 from hanet.linux.sysctl import set_sysctls
 
 ROUTER_DEVICE_PREFIXES = ("qr-", "qg-", "ha-")
