@@ -48,6 +48,7 @@ bench: deps
 	$(BIN)/python -m bench.scale --out docs/BENCHMARKS.md
 	$(BIN)/python -m bench.namespaces --out docs/BENCHMARKS.md
 	$(BIN)/python -m bench.node_routers --out docs/BENCHMARKS.md
+	$(BIN)/python -m bench.vrrpd_memory --out docs/BENCHMARKS.md
 	$(BIN)/python -m bench.wakeup --out docs/BENCHMARKS.md
 	$(BIN)/python -m bench.server --out docs/BENCHMARKS.md
 	$(BIN)/python -m bench.cloud --out docs/BENCHMARKS.md
