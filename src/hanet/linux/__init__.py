@@ -1,1 +1,2 @@
-"""Linux adapters: namespaces and netlink through pyroute2, raw sockets from the stdlib."""
+"""Linux adapters: namespaces, vrrpd's own rtnetlink sockets, pyroute2 for the agent's
+builders, raw sockets from the stdlib."""

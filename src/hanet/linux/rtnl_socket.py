@@ -28,6 +28,7 @@ from hanet.linux.rtnl_messages import (
 )
 
 RECEIVE_SIZE = 65536  # above the kernel's largest datagram for a dump (32 KB)
+DUMP_TRIES = 5
 ANSWER_TIMEOUT = 30.0  # a change waits for the RTNL lock, held by whoever builds routers
 
 
@@ -93,7 +94,16 @@ class RtnlSocket:
     def _exchange(self, request: bytes, seq: int, dump: bool = False) -> list[Message]:
         """Messages answering ``seq`` until its end: NLMSG_DONE for a dump, the
         acknowledgement otherwise. Answers to earlier requests (one that timed out) are
-        dropped."""
+        dropped. A dump the kernel marks interrupted (links changed under it) is asked
+        again, a few times at most."""
+        for _ in range(DUMP_TRIES):
+            answers = self._exchange_once(request, seq, dump)
+            if answers is not None:
+                return answers
+        raise NetlinkFailure(errno.EAGAIN, f"dump interrupted {DUMP_TRIES} times")
+
+    def _exchange_once(self, request: bytes, seq: int, dump: bool) -> list[Message] | None:
+        """None for an interrupted dump."""
         self.sock.send(request)
         answers: list[Message] = []
         while True:
@@ -114,8 +124,6 @@ class RtnlSocket:
                     if not dump:
                         return answers
                 elif isinstance(found, DumpDone):
-                    if found.interrupted:  # changed under the dump: ask again
-                        return self._exchange(request, seq, dump)
-                    return answers
+                    return None if found.interrupted else answers
                 else:
                     answers.append(found)
